@@ -1,0 +1,75 @@
+"""Load weight files without running code hidden in them.
+
+``torch.load`` runs with ``weights_only=True``. Detectron2's model-zoo ``.pkl`` files are
+plain pickles, which Detectron2 loads with ``pickle.load``: a crafted one runs any code
+it likes. Here they go through an unpickler that builds only numpy arrays and plain
+containers and refuses everything else before it is called.
+"""
+
+import io
+import pickle
+from typing import Any, BinaryIO
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.utils.file_io import PathManager
+
+__all__ = ["SafeDetectionCheckpointer", "UnsafePickleError", "load_pickle_safely"]
+
+# Everything a pickle of numpy arrays in dicts/lists/tuples needs, for numpy 1 and 2
+# and for Python-2 pickles (Caffe2 model zoo) read with encoding="latin1".
+_ALLOWED_GLOBALS = frozenset(
+    {
+        ("collections", "OrderedDict"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "scalar"),
+        ("_codecs", "encode"),
+    }
+)
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle asked for something other than numpy arrays and plain containers."""
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise UnsafePickleError(
+            f"refusing to load {module}.{name} from a pickle; weight files may hold only "
+            "numpy arrays and plain containers"
+        )
+
+
+def load_pickle_safely(file: BinaryIO, encoding: str = "latin1") -> Any:
+    """Unpickle numpy arrays and plain containers; raise :class:`UnsafePickleError` otherwise."""
+    return _RestrictedUnpickler(file, encoding=encoding).load()
+
+
+class SafeDetectionCheckpointer(DetectionCheckpointer):
+    """Detectron2's checkpointer, with every file loaded without executing code."""
+
+    def _load_file(self, filename: str) -> dict[str, Any]:
+        if not filename.endswith(".pkl"):
+            # .pth and the rest end in _torch_load below; .pyth (pycls) in torch.load,
+            # whose default has been weights_only=True since torch 2.6.
+            return super()._load_file(filename)
+        with PathManager.open(filename, "rb") as f:
+            data = load_pickle_safely(io.BytesIO(f.read()))
+        if not isinstance(data, dict):
+            raise ValueError(f"{filename} holds a {type(data).__name__}; expected a dict of arrays")
+        if "model" in data and "__author__" in data:  # Detectron2 model zoo format
+            return data
+        # Caffe2 / Detectron1 model zoo format, as Detectron2 reads it.
+        data = data.get("blobs", data)
+        data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
+        return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
+
+    def _torch_load(self, f: str) -> dict[str, Any]:
+        with PathManager.open(f, "rb") as file:
+            return torch.load(file, map_location=torch.device("cpu"), weights_only=True)
