@@ -1,0 +1,52 @@
+#!/usr/bin/env python
+"""Train or evaluate a ResNeXt detector with Detectron2.
+
+Detectron2's usual flags: --config-file, --resume, --eval-only, --num-gpus,
+--num-machines, --machine-rank, --dist-url, and trailing KEY VALUE overrides.
+
+    python tools/train_net.py --config-file configs/faster_rcnn_X50_32x4d.yaml --num-gpus 8
+    python tools/train_net.py --config-file configs/demo/faster_rcnn_X50_32x4d_demo.yaml \
+        SOLVER.MAX_ITER 100 OUTPUT_DIR output/try
+"""
+
+from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.evaluation import verify_results
+from detectron2.utils import comm
+
+from resnext_det.checkpoint import SafeDetectionCheckpointer
+from resnext_det.engine import Trainer, build_config, register_all
+
+
+def main(args):
+    # Runs in every process of a launch, so each registers for itself.
+    register_all()
+    cfg = build_config(args.config_file, args.opts)
+    cfg.freeze()
+    default_setup(cfg, args)
+
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        SafeDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        results = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, results)
+        return results
+
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    print("Command Line Args:", args)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
