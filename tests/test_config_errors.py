@@ -1,0 +1,149 @@
+"""Bad values end in one clear ValueError naming the key, the value and what is allowed."""
+
+import pytest
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
+
+from resnext_det import add_resnext_config
+from resnext_det.engine import build_config, check_can_train
+from resnext_det.modeling import ResNeXtSpec
+
+from ._paths import CONFIGS
+
+TINY = ["MODEL.DEVICE", "cpu", "MODEL.RESNEXT.DEPTH", "14"]
+
+
+def _build(config: str, *opts):
+    cfg = build_config(str(CONFIGS / config), [*TINY, *opts])
+    return build_model(cfg)
+
+
+@pytest.mark.parametrize(
+    "opts,message",
+    [
+        (
+            ("MODEL.RESNEXT.DEPTH", "77"),
+            r"MODEL\.RESNEXT\.DEPTH=77 is not supported; expected one of 14, 26, 50, 101, 152",
+        ),
+        (
+            ("MODEL.RESNEXT.CARDINALITY", "0"),
+            r"MODEL\.RESNEXT\.CARDINALITY=0 is invalid; expected an integer >= 1",
+        ),
+        (
+            ("MODEL.RESNEXT.BOTTLENECK_WIDTH", "-4"),
+            r"MODEL\.RESNEXT\.BOTTLENECK_WIDTH=-4 is invalid; expected an integer >= 1",
+        ),
+        (
+            ("MODEL.RESNEXT.BLOCK_FORM", "d"),
+            r"MODEL\.RESNEXT\.BLOCK_FORM='d' is not a block form; expected one of 'a'",
+        ),
+        (
+            ("MODEL.RESNEXT.NORM", "LN"),
+            r"MODEL\.RESNEXT\.NORM='LN' is not supported; expected one of FrozenBN, BN, SyncBN, GN",
+        ),
+        (
+            ("MODEL.RESNEXT.OUT_FEATURES", "['res6']"),
+            r"MODEL\.RESNEXT\.OUT_FEATURES=\['res6'\] names 'res6', which is no stage.*expected names among stem, res2, res3, res4, res5",
+        ),
+        (
+            ("MODEL.RESNEXT.OUT_FEATURES", "['res3']"),
+            r"\(C4\) needs the backbone feature 'res4', but the backbone gives only \['res3'\].*expected \['res4'\]",
+        ),
+        (
+            ("MODEL.RESNEXT.OUT_FEATURES", "['res4', 'res5']"),
+            r"builds res5 in the backbone, but the C4 head .* holds res5 itself",
+        ),
+        (
+            ("MODEL.RESNEXT.FREEZE_AT", "9"),
+            r"MODEL\.RESNEXT\.FREEZE_AT=9 is invalid; expected an integer in 0\.\.5",
+        ),
+        (
+            (
+                "MODEL.RESNEXT.NORM",
+                "GN",
+                "MODEL.RESNEXT.CARDINALITY",
+                "2",
+                "MODEL.RESNEXT.BOTTLENECK_WIDTH",
+                "40",
+            ),
+            r"NORM='GN' needs channel counts divisible by 32, but MODEL\.RESNEXT\.CARDINALITY x BOTTLENECK_WIDTH gives 80",
+        ),
+        (
+            (
+                "MODEL.RESNEXT.NORM",
+                "GN",
+                "MODEL.RESNEXT.BLOCK_FORM",
+                "a",
+                "MODEL.RESNEXT.CARDINALITY",
+                "64",
+            ),
+            r"BLOCK_FORM='a' with MODEL\.RESNEXT\.NORM='GN' needs MODEL\.RESNEXT\.CARDINALITY to divide 32",
+        ),
+        (
+            ("MODEL.ROI_HEADS.IN_FEATURES", "['res3']"),
+            r"MODEL\.ROI_HEADS\.IN_FEATURES=\['res3'\] is invalid for the C4 head ResNeXtRes5ROIHeads; expected \['res4'\]",
+        ),
+    ],
+)
+def test_c4_bad_values(opts, message):
+    with pytest.raises(ValueError, match=message):
+        _build("faster_rcnn_X50_32x4d.yaml", *opts)
+
+
+def test_fpn_in_feature_missing_from_backbone():
+    with pytest.raises(
+        ValueError,
+        match=r"MODEL\.FPN\.IN_FEATURES=\['res3', 'res4', 'res5'\] asks for \['res5'\].*MODEL\.RESNEXT\.OUT_FEATURES=\['res3', 'res4'\]",
+    ):
+        _build(
+            "faster_rcnn_X50_32x4d_FPN.yaml",
+            "MODEL.RESNEXT.OUT_FEATURES",
+            "['res3', 'res4']",
+            "MODEL.FPN.IN_FEATURES",
+            "['res3', 'res4', 'res5']",
+        )
+
+
+def test_wrong_types_are_named():
+    # In a yaml or on the command line, yacs already refuses a value of the wrong type.
+    with pytest.raises(ValueError, match=r"Type mismatch .* for config key: MODEL\.RESNEXT\.DEPTH"):
+        _build("faster_rcnn_X50_32x4d.yaml", "MODEL.RESNEXT.DEPTH", "fifty")
+    # From Python, the spec checks types itself.
+    with pytest.raises(
+        ValueError, match=r"MODEL\.RESNEXT\.STRIDE_IN_1X1='yes' is invalid; expected True or False"
+    ):
+        ResNeXtSpec(stride_in_1x1="yes")
+    with pytest.raises(ValueError, match=r"MODEL\.RESNEXT\.DEPTH=50\.0 is not supported"):
+        ResNeXtSpec(depth=50.0)
+    with pytest.raises(ValueError, match=r"MODEL\.RESNEXT\.CARDINALITY=True is invalid"):
+        ResNeXtSpec(cardinality=True)
+
+
+def test_rpn_asking_for_a_missing_feature():
+    with pytest.raises(
+        ValueError,
+        match=r"MODEL\.RPN\.IN_FEATURES=\['p2', 'p9'\] asks for \['p9'\], but the backbone gives only \['p2', 'p3', 'p4', 'p5', 'p6'\]",
+    ):
+        _build("faster_rcnn_X50_32x4d_FPN.yaml", "MODEL.RPN.IN_FEATURES", "['p2', 'p9']")
+
+
+def test_missing_config_node_is_explained():
+    with pytest.raises(ValueError, match="call resnext_det.add_resnext_config"):
+        ResNeXtSpec.from_config(get_cfg())
+
+
+def test_add_resnext_config_is_idempotent():
+    cfg = add_resnext_config(get_cfg())
+    cfg.MODEL.RESNEXT.DEPTH = 101
+    add_resnext_config(cfg)
+    assert cfg.MODEL.RESNEXT.DEPTH == 101
+
+
+def test_training_frozen_random_layers_is_refused():
+    cfg = build_config(str(CONFIGS / "faster_rcnn_X50_32x4d.yaml"))
+    with pytest.raises(ValueError, match=r"MODEL\.WEIGHTS is empty.*FREEZE_AT=2.*NORM='FrozenBN'"):
+        check_can_train(cfg)
+    cfg.MODEL.WEIGHTS = "imagenet_x50.pth"
+    check_can_train(cfg)  # pretrained weights: fine
+    demo = build_config(str(CONFIGS / "demo" / "faster_rcnn_X50_32x4d_demo.yaml"))
+    check_can_train(demo)  # from scratch with GN and nothing frozen: fine
