@@ -1,12 +1,13 @@
 """The bundled demo, end to end: prepare the tree-crown data, train, evaluate, draw."""
 
-import logging
+import argparse
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from detectron2.engine import default_setup
 from detectron2.utils.logger import setup_logger
 
 from ..data import prepare_demo_dataset
@@ -18,7 +19,6 @@ __all__ = ["DEMO_CONFIG", "DemoResult", "run_demo"]
 DEMO_CONFIG = str(
     Path(__file__).resolve().parents[2] / "configs" / "demo" / "faster_rcnn_X50_32x4d_demo.yaml"
 )
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -64,8 +64,8 @@ def run_demo(
     register_all(root)
     cfg = build_config(config_file, opts)
     cfg.freeze()
-    Path(cfg.OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
-    setup_logger(cfg.OUTPUT_DIR)
+    # Detectron2's own setup: logs, config dump in OUTPUT_DIR, seeding from cfg.SEED.
+    default_setup(cfg, argparse.Namespace(config_file=config_file, opts=list(opts)))
 
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)
