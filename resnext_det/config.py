@@ -1,5 +1,4 @@
-"""The plugin's config: ``MODEL.RESNEXT``, the one home of every ResNeXt option, and one
-input option."""
+"""The ``MODEL.RESNEXT`` config node: the one home of every ResNeXt option."""
 
 from detectron2.config import CfgNode as CN
 
@@ -7,8 +6,7 @@ __all__ = ["add_resnext_config"]
 
 
 def add_resnext_config(cfg: CN) -> CN:
-    """Add ``MODEL.RESNEXT`` (defaults: the paper's ResNeXt-50 32x4d) and
-    ``INPUT.RANDOM_ROTATE_90``.
+    """Add ``MODEL.RESNEXT`` with the paper's ResNeXt-50 (32x4d) as defaults.
 
     Values are checked when the model is built (:class:`ResNeXtSpec`), where an invalid
     one raises a ``ValueError`` naming its key. Calling this twice leaves the node as is.
@@ -43,8 +41,4 @@ def add_resnext_config(cfg: CN) -> CN:
     _C.MODEL.RESNEXT.OUT_FEATURES = ["res4"]
     _C.MODEL.RESNEXT.STEM_OUT_CHANNELS = 64
     _C.MODEL.RESNEXT.RES2_OUT_CHANNELS = 256
-
-    # Also turn training images by a random multiple of 90 degrees (with Detectron2's
-    # horizontal flip: all 8 orientations), for overhead imagery such as the demo's.
-    _C.INPUT.RANDOM_ROTATE_90 = False
     return cfg

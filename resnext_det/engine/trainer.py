@@ -6,14 +6,13 @@ from collections.abc import Sequence
 from typing import Optional
 
 from detectron2.config import CfgNode, get_cfg
-from detectron2.data import DatasetMapper, build_detection_train_loader
 from detectron2.engine import DefaultTrainer, hooks
 from detectron2.evaluation import COCOEvaluator
 
 from ..checkpoint import SafeDetectionCheckpointer
 from ..config import add_resnext_config
 from ..data import register_demo_datasets
-from ..data.augmentation import build_train_augmentation
+from ..modeling import build_resnext_backbone, build_resnext_fpn_backbone
 from ..registration import register_resnext_backbone
 
 __all__ = ["Trainer", "build_config", "check_can_train", "datasets_root", "register_all"]
@@ -44,9 +43,8 @@ def check_can_train(cfg: CfgNode) -> None:
     Without ``MODEL.WEIGHTS`` the backbone starts from random weights; freezing layers
     (``FREEZE_AT``) or BN statistics (``FrozenBN``) then wastes the whole run silently.
     """
-    if cfg.MODEL.WEIGHTS or "RESNEXT" not in cfg.MODEL:
-        return
-    if "resnext" not in cfg.MODEL.BACKBONE.NAME:
+    ours = (build_resnext_backbone.__name__, build_resnext_fpn_backbone.__name__)
+    if cfg.MODEL.WEIGHTS or cfg.MODEL.BACKBONE.NAME not in ours:
         return
     node = cfg.MODEL.RESNEXT
     if node.FREEZE_AT > 0 or node.NORM == "FrozenBN":
@@ -59,7 +57,7 @@ def check_can_train(cfg: CfgNode) -> None:
 
 
 class Trainer(DefaultTrainer):
-    """``DefaultTrainer`` with our augmentation, COCO evaluation and safe weight loading."""
+    """``DefaultTrainer`` that evaluates with COCO AP and loads weight files safely."""
 
     def __init__(self, cfg: CfgNode):
         check_can_train(cfg)
@@ -72,11 +70,6 @@ class Trainer(DefaultTrainer):
         for hook in self._hooks:
             if isinstance(hook, hooks.PeriodicCheckpointer):
                 hook.checkpointer = self.checkpointer
-
-    @classmethod
-    def build_train_loader(cls, cfg: CfgNode):
-        mapper = DatasetMapper(cfg, is_train=True, augmentations=build_train_augmentation(cfg))
-        return build_detection_train_loader(cfg, mapper=mapper)
 
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None):
