@@ -4,7 +4,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
-DEMO_CONFIG = CONFIGS / "demo" / "faster_rcnn_X50_32x4d_demo.yaml"
+DEMO_CONFIG = CONFIGS / "demo" / "faster_rcnn_X14_32x4d_demo.yaml"
 
 # Shrinks the demo config to seconds per run on 2 CPU cores: same code paths, tiny sizes.
 TINY_DEMO_OPTS = [

@@ -145,5 +145,5 @@ def test_training_frozen_random_layers_is_refused():
         check_can_train(cfg)
     cfg.MODEL.WEIGHTS = "imagenet_x50.pth"
     check_can_train(cfg)  # pretrained weights: fine
-    demo = build_config(str(CONFIGS / "demo" / "faster_rcnn_X50_32x4d_demo.yaml"))
+    demo = build_config(str(CONFIGS / "demo" / "faster_rcnn_X14_32x4d_demo.yaml"))
     check_can_train(demo)  # from scratch with GN and nothing frozen: fine

@@ -5,7 +5,7 @@ Detectron2's usual flags: --config-file, --resume, --eval-only, --num-gpus,
 --num-machines, --machine-rank, --dist-url, and trailing KEY VALUE overrides.
 
     python tools/train_net.py --config-file configs/faster_rcnn_X50_32x4d.yaml --num-gpus 8
-    python tools/train_net.py --config-file configs/demo/faster_rcnn_X50_32x4d_demo.yaml \
+    python tools/train_net.py --config-file configs/demo/faster_rcnn_X14_32x4d_demo.yaml \
         SOLVER.MAX_ITER 100 OUTPUT_DIR output/try
 """
 

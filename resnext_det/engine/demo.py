@@ -17,7 +17,7 @@ from .trainer import Trainer, build_config, datasets_root, register_all
 __all__ = ["DEMO_CONFIG", "DemoResult", "run_demo"]
 
 DEMO_CONFIG = str(
-    Path(__file__).resolve().parents[2] / "configs" / "demo" / "faster_rcnn_X50_32x4d_demo.yaml"
+    Path(__file__).resolve().parents[2] / "configs" / "demo" / "faster_rcnn_X14_32x4d_demo.yaml"
 )
 
 
