@@ -33,11 +33,12 @@ def test_crafted_pickle_is_refused_and_does_not_run(tmp_path):
     assert not marker.exists()
 
 
-def test_model_zoo_pickle_of_numpy_arrays_loads(tmp_path):
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_model_zoo_pickle_of_numpy_arrays_loads(tmp_path, protocol):
     source = _backbone()
     path = tmp_path / "weights.pkl"
     arrays = {k: v.numpy() for k, v in source.state_dict().items()}
-    path.write_bytes(pickle.dumps({"model": arrays, "__author__": "test"}))
+    path.write_bytes(pickle.dumps({"model": arrays, "__author__": "test"}, protocol=protocol))
     target = _backbone()
     SafeDetectionCheckpointer(target).load(str(path))
     for key, value in source.state_dict().items():

@@ -27,6 +27,9 @@ _ALLOWED_GLOBALS = frozenset(
         ("numpy.core.multiarray", "scalar"),
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "scalar"),
+        # Pickle protocol 5 (Python 3.14's default) rebuilds arrays from raw bytes.
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
         ("_codecs", "encode"),
     }
 )
