@@ -1,5 +1,12 @@
-"""Datasets: the bundled demo data (tree crowns), registered on request."""
+"""Datasets: the bundled demo data, the paper's COCO 2014 splits, proposal files."""
 
+from .coco2014 import (
+    COCO_SPLITS,
+    build_minival_jsons,
+    check_coco,
+    find_coco_layout,
+    register_coco2014_splits,
+)
 from .demo_trees import (
     DEMO_DATASETS,
     TilingSettings,
@@ -8,12 +15,27 @@ from .demo_trees import (
     prepare_demo_dataset,
     register_demo_datasets,
 )
+from .proposals import (
+    attach_proposals,
+    load_proposal_file,
+    missing_image_ids,
+    write_proposal_file,
+)
 
 __all__ = [
+    "COCO_SPLITS",
+    "build_minival_jsons",
+    "check_coco",
+    "find_coco_layout",
+    "register_coco2014_splits",
     "DEMO_DATASETS",
     "TilingSettings",
+    "attach_proposals",
     "demo_dataset_dir",
     "is_prepared",
+    "load_proposal_file",
+    "missing_image_ids",
     "prepare_demo_dataset",
     "register_demo_datasets",
+    "write_proposal_file",
 ]

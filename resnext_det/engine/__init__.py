@@ -1,5 +1,23 @@
 """Training and evaluation drivers."""
 
-from .trainer import Trainer, build_config, check_can_train, datasets_root, register_all
+from .trainer import (
+    Trainer,
+    build_config,
+    check_can_train,
+    datasets_root,
+    load_dataset_dicts,
+    proposal_file,
+    register_all,
+    schedule_summary,
+)
 
-__all__ = ["Trainer", "build_config", "check_can_train", "datasets_root", "register_all"]
+__all__ = [
+    "Trainer",
+    "build_config",
+    "check_can_train",
+    "datasets_root",
+    "load_dataset_dicts",
+    "proposal_file",
+    "register_all",
+    "schedule_summary",
+]

@@ -1,21 +1,40 @@
 """Detectron2's training workflow, with ResNeXt registered, COCO evaluation and safe loading."""
 
+import logging
 import os
 import weakref
 from collections.abc import Sequence
 from typing import Optional
 
 from detectron2.config import CfgNode, get_cfg
-from detectron2.engine import DefaultTrainer, hooks
+from detectron2.data import (
+    DatasetMapper,
+    build_detection_test_loader,
+    build_detection_train_loader,
+    get_detection_dataset_dicts,
+)
+from detectron2.data.build import filter_images_with_only_crowd_annotations
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import COCOEvaluator
+from detectron2.utils import comm
 
 from ..checkpoint import SafeDetectionCheckpointer
 from ..config import add_resnext_config
-from ..data import register_demo_datasets
+from ..data import attach_proposals, register_coco2014_splits, register_demo_datasets
 from ..modeling import build_resnext_backbone, build_resnext_fpn_backbone
 from ..registration import register_resnext_backbone
 
-__all__ = ["Trainer", "build_config", "check_can_train", "datasets_root", "register_all"]
+__all__ = [
+    "Trainer",
+    "build_config",
+    "check_can_train",
+    "datasets_root",
+    "load_dataset_dicts",
+    "proposal_file",
+    "register_all",
+    "schedule_summary",
+]
 
 
 def datasets_root() -> str:
@@ -24,9 +43,14 @@ def datasets_root() -> str:
 
 
 def register_all(root: Optional[str] = None) -> None:
-    """Register the ResNeXt components and the bundled datasets. Safe to call again."""
+    """Register the ResNeXt components, the demo data and the paper's COCO splits (if any).
+
+    Safe to call again.
+    """
+    root = root or datasets_root()
     register_resnext_backbone()
-    register_demo_datasets(root or datasets_root())
+    register_demo_datasets(root)
+    register_coco2014_splits(root)
 
 
 def build_config(config_file: str, opts: Sequence[str] = ()) -> CfgNode:
@@ -56,20 +80,92 @@ def check_can_train(cfg: CfgNode) -> None:
         )
 
 
+def schedule_summary(cfg: CfgNode, world_size: int) -> str:
+    """The schedule a run will follow, after Detectron2's linear scaling to ``world_size``."""
+    scaled = DefaultTrainer.auto_scale_workers(cfg, world_size)
+    solver = scaled.SOLVER
+    return (
+        f"effective schedule on {world_size} process(es): batch {solver.IMS_PER_BATCH} "
+        f"images, lr {solver.BASE_LR:g}, steps {tuple(solver.STEPS)}, max_iter {solver.MAX_ITER}, "
+        f"warmup {solver.WARMUP_ITERS} (reference: {cfg.SOLVER.REFERENCE_WORLD_SIZE or world_size}"
+        f" processes, batch {cfg.SOLVER.IMS_PER_BATCH}, lr {cfg.SOLVER.BASE_LR:g}, "
+        f"max_iter {cfg.SOLVER.MAX_ITER})"
+    )
+
+
+def proposal_file(cfg: CfgNode, dataset_name: str, is_train: bool) -> str:
+    """The ``DATASETS.PROPOSAL_FILES_*`` entry for one split of ``DATASETS.TRAIN`` / ``TEST``."""
+    split, key = ("TRAIN", "PROPOSAL_FILES_TRAIN") if is_train else ("TEST", "PROPOSAL_FILES_TEST")
+    names, files = list(cfg.DATASETS[split]), list(cfg.DATASETS[key])
+    if len(files) != len(names):
+        raise ValueError(
+            f"DATASETS.{key} has {len(files)} file(s) for the {len(names)} split(s) of "
+            f"DATASETS.{split} {tuple(names)}; expected one proposal file per split"
+        )
+    return files[names.index(dataset_name)]
+
+
+def load_dataset_dicts(cfg: CfgNode, names: Sequence[str], is_train: bool) -> list[dict]:
+    """Detectron2's dataset dicts, with ``MODEL.LOAD_PROPOSALS`` files read safely.
+
+    Detectron2 would ``pickle.load`` the proposal files; here each split's file goes through
+    :func:`attach_proposals`, which also refuses a file that misses an image of its split.
+    """
+    dicts = []
+    for name in names:
+        split_dicts = get_detection_dataset_dicts(name, filter_empty=False)
+        dicts.extend(attach_proposals(split_dicts, proposal_file(cfg, name, is_train)))
+    if is_train and cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
+        dicts = filter_images_with_only_crowd_annotations(dicts)
+    return dicts
+
+
 class Trainer(DefaultTrainer):
     """``DefaultTrainer`` that evaluates with COCO AP and loads weight files safely."""
 
-    def __init__(self, cfg: CfgNode):
+    # DefaultTrainer.__init__, with two changes it offers no hook for: the checkpointer
+    # loads weight files safely (Detectron2's unpickles .pkl blindly), and several
+    # processes on the CPU (gloo) get a CPU DistributedDataParallel (Detectron2 passes
+    # device_ids, which only GPU modules accept).
+    def __init__(self, cfg: CfgNode):  # noqa: D107
         check_can_train(cfg)
-        super().__init__(cfg)
-        # Detectron2 unpickles .pkl weights blindly; load through the safe checkpointer,
-        # and let the periodic checkpoint hook save through the same object.
-        self.checkpointer = SafeDetectionCheckpointer(
-            self.checkpointer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        TrainerBase.__init__(self)
+        world_size = comm.get_world_size()
+        logging.getLogger(__name__).info(schedule_summary(cfg, world_size))
+        cfg = DefaultTrainer.auto_scale_workers(cfg, world_size)
+
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        on_cpu = cfg.MODEL.DEVICE == "cpu"
+        model = create_ddp_model(
+            model, broadcast_buffers=False, **({"device_ids": None} if on_cpu else {})
         )
-        for hook in self._hooks:
-            if isinstance(hook, hooks.PeriodicCheckpointer):
-                hook.checkpointer = self.checkpointer
+        trainer_class = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
+        self._trainer = trainer_class(model, data_loader, optimizer)
+
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = SafeDetectionCheckpointer(
+            model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    @classmethod
+    def build_train_loader(cls, cfg: CfgNode):
+        if not cfg.MODEL.LOAD_PROPOSALS:
+            return super().build_train_loader(cfg)
+        dicts = load_dataset_dicts(cfg, cfg.DATASETS.TRAIN, is_train=True)
+        return build_detection_train_loader(cfg, dataset=dicts, mapper=DatasetMapper(cfg, True))
+
+    @classmethod
+    def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
+        if not cfg.MODEL.LOAD_PROPOSALS:
+            return super().build_test_loader(cfg, dataset_name)
+        dicts = load_dataset_dicts(cfg, [dataset_name], is_train=False)
+        return build_detection_test_loader(dicts, mapper=DatasetMapper(cfg, False))
 
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None):

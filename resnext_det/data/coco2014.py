@@ -1,0 +1,202 @@
+"""The paper's COCO splits, ``coco_2014_trainval35k`` and ``coco_2014_minival``, from any layout.
+
+Users hold COCO in one of three forms under ``<root>/coco``:
+
+- ``2014``: ``train2014/``, ``val2014/`` and ``annotations/instances_train2014.json``,
+  ``instances_valminusminival2014.json``, ``instances_minival2014.json``;
+- ``2014-ids``: ``train2014/``, ``val2014/``, ``annotations/instances_train2014.json``,
+  ``instances_val2014.json`` and ``minival2014_ids.txt`` (the minival image ids, one per
+  line): :func:`build_minival_jsons` writes the two missing jsons, making it ``2014``;
+- ``2017``: ``train2017/``, ``val2017/``, ``annotations/instances_train2017.json`` and
+  ``instances_val2017.json``: train2017 is trainval35k and val2017 is minival, image
+  for image.
+
+trainval35k = train2014 (82,783 images) + valminusminival (35,504) = train2017 (118,287);
+minival = val2017 (5,000).
+"""
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import load_coco_json
+
+__all__ = [
+    "COCO_SPLITS",
+    "FULL_COCO_IMAGES",
+    "CocoLayout",
+    "build_minival_jsons",
+    "check_coco",
+    "find_coco_layout",
+    "register_coco2014_splits",
+]
+
+COCO_SPLITS = ("coco_2014_trainval35k", "coco_2014_minival")
+FULL_COCO_IMAGES = {"coco_2014_trainval35k": 118287, "coco_2014_minival": 5000}
+MINIVAL_IDS_FILE = "minival2014_ids.txt"
+
+
+@dataclass(frozen=True)
+class CocoLayout:
+    """Which form was found, and (json, image folder) parts of each split."""
+
+    form: str
+    parts: dict  # split name -> tuple of (json path, image root)
+
+
+def _layouts(coco: Path) -> list[CocoLayout]:
+    ann = coco / "annotations"
+    return [
+        CocoLayout(
+            "2014",
+            {
+                "coco_2014_trainval35k": (
+                    (ann / "instances_train2014.json", coco / "train2014"),
+                    (ann / "instances_valminusminival2014.json", coco / "val2014"),
+                ),
+                "coco_2014_minival": ((ann / "instances_minival2014.json", coco / "val2014"),),
+            },
+        ),
+        CocoLayout(
+            "2017",
+            {
+                "coco_2014_trainval35k": ((ann / "instances_train2017.json", coco / "train2017"),),
+                "coco_2014_minival": ((ann / "instances_val2017.json", coco / "val2017"),),
+            },
+        ),
+    ]
+
+
+def find_coco_layout(root: os.PathLike) -> Optional[CocoLayout]:
+    """The first form whose json files all exist under ``<root>/coco``, else None."""
+    for layout in _layouts(Path(root) / "coco"):
+        if all(js.is_file() for parts in layout.parts.values() for js, _ in parts):
+            return layout
+    return None
+
+
+def _read_json(path: Path) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def _write_json_atomically(path: Path, data: dict) -> None:
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "w") as f:
+        json.dump(data, f)
+    os.replace(partial, path)
+
+
+def build_minival_jsons(root: os.PathLike) -> list[Path]:
+    """Form ``2014-ids``: split ``instances_val2014.json`` by the minival id list.
+
+    Returns:
+        The two jsons written (none if they exist already).
+
+    Raises:
+        FileNotFoundError: the val json or the id list is missing.
+        ValueError: the id list names images that val2014 does not hold.
+    """
+    ann = Path(root) / "coco" / "annotations"
+    minival, rest = ann / "instances_minival2014.json", ann / "instances_valminusminival2014.json"
+    if minival.is_file() and rest.is_file():
+        return []
+    val_json, ids_file = ann / "instances_val2014.json", ann / MINIVAL_IDS_FILE
+    for needed in (val_json, ids_file):
+        if not needed.is_file():
+            raise FileNotFoundError(f"{needed} is missing; needed to build {minival.name}")
+    ids = {int(line) for line in ids_file.read_text().split()}
+    val = _read_json(val_json)
+    unknown = ids - {image["id"] for image in val["images"]}
+    if unknown:
+        raise ValueError(
+            f"{ids_file} names {len(unknown)} image ids that {val_json.name} does not hold "
+            f"(e.g. {sorted(unknown)[:3]}); expected minival ids of val2014"
+        )
+    for path, keep in ((minival, True), (rest, False)):
+        subset = {k: v for k, v in val.items() if k not in ("images", "annotations")}
+        subset["images"] = [i for i in val["images"] if (i["id"] in ids) == keep]
+        subset["annotations"] = [a for a in val["annotations"] if (a["image_id"] in ids) == keep]
+        _write_json_atomically(path, subset)
+    return [minival, rest]
+
+
+def check_coco(root: os.PathLike, expect_full: bool = True) -> list[str]:
+    """Every problem with ``<root>/coco``, one line each; an empty list means ready.
+
+    Checks that the jsons parse, that every image they list is on disk, that every
+    annotation points at a listed image, that the two splits share no image, and (with
+    ``expect_full``) that the image counts are those of the full COCO splits.
+    """
+    layout = find_coco_layout(root)
+    if layout is None:
+        coco = Path(root) / "coco"
+        wanted = "; or ".join(
+            ", ".join(str(js.relative_to(coco)) for parts in lay.parts.values() for js, _ in parts)
+            for lay in _layouts(coco)
+        )
+        return [f"{coco} holds no complete COCO layout; expected {wanted} (datasets/README.md)"]
+    problems, split_ids = [], {}
+    for split, parts in layout.parts.items():
+        ids: set[int] = set()
+        for js, image_root in parts:
+            try:
+                data = _read_json(js)
+            except (OSError, ValueError) as e:
+                problems.append(f"{js}: not a readable json ({e})")
+                continue
+            images = {i["id"]: i["file_name"] for i in data.get("images", [])}
+            missing = [name for name in images.values() if not (image_root / name).is_file()]
+            if missing:
+                problems.append(
+                    f"{image_root}: {len(missing)} of the {len(images)} images that {js.name} "
+                    f"lists are missing (e.g. {missing[0]})"
+                )
+            orphans = sum(a["image_id"] not in images for a in data.get("annotations", []))
+            if orphans:
+                problems.append(f"{js}: {orphans} annotations point at images it does not list")
+            ids |= set(images)
+        split_ids[split] = ids
+        if expect_full and len(ids) != FULL_COCO_IMAGES[split]:
+            problems.append(
+                f"{split} has {len(ids)} images in the {layout.form} layout; expected "
+                f"{FULL_COCO_IMAGES[split]} (the full split)"
+            )
+    shared = split_ids["coco_2014_trainval35k"] & split_ids["coco_2014_minival"]
+    if shared:
+        problems.append(f"{len(shared)} images are in both trainval35k and minival; expected none")
+    return problems
+
+
+def _load_split(parts: Iterable[tuple[Path, Path]], name: str) -> list[dict]:
+    dicts = []
+    for js, image_root in parts:
+        dicts.extend(load_coco_json(str(js), str(image_root), name))
+    return dicts
+
+
+def register_coco2014_splits(root: os.PathLike) -> Optional[str]:
+    """Register the two splits from whichever layout ``<root>/coco`` holds. Safe to call again.
+
+    Replaces Detectron2's own ``coco_2014_minival`` entry (which knows only the 2014 form).
+
+    Returns:
+        The layout's form, or None when ``<root>/coco`` holds none (nothing registered).
+    """
+    layout = find_coco_layout(root)
+    if layout is None:
+        return None
+    for split, parts in layout.parts.items():
+        if split in DatasetCatalog.list():
+            DatasetCatalog.remove(split)
+            MetadataCatalog.remove(split)
+        DatasetCatalog.register(split, lambda parts=parts, split=split: _load_split(parts, split))
+        js, image_root = parts[-1] if split == "coco_2014_minival" else parts[0]
+        MetadataCatalog.get(split).set(
+            json_file=str(js), image_root=str(image_root), evaluator_type="coco"
+        )
+    return layout.form
