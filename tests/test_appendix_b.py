@@ -1,0 +1,149 @@
+"""The Appendix-B two-step recipe: pinned config values, and the whole command on real data."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from detectron2.data import DatasetCatalog
+
+from resnext_det.data import load_proposal_file
+from resnext_det.engine import build_config, schedule_summary
+from resnext_det.engine.appendix_b import AppendixB
+
+from ._paths import CONFIGS, REPO, TINY_DEMO_OPTS
+
+APPENDIX_B = CONFIGS / "appendix_b"
+DEMO_RPN = CONFIGS / "demo" / "appendix_b_rpn.yaml"
+DEMO_FAST_RCNN = CONFIGS / "demo" / "appendix_b_fast_rcnn.yaml"
+MODELS = {
+    "R50": (50, 1, 64),
+    "X50_32x4d": (50, 32, 4),
+    "R101": (101, 1, 64),
+    "X101_32x4d": (101, 32, 4),
+}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_appendix_b_values_are_pinned(model):
+    for step in ("rpn", "fast_rcnn"):
+        cfg = build_config(str(APPENDIX_B / f"{model}_{step}.yaml"))
+        node = cfg.MODEL.RESNEXT
+        assert (node.DEPTH, node.CARDINALITY, node.BOTTLENECK_WIDTH) == MODELS[model]
+        # C4, as the paper plugs the backbone in.
+        assert cfg.MODEL.BACKBONE.NAME == "build_resnext_backbone"
+        assert list(node.OUT_FEATURES) == ["res4"]
+        solver = cfg.SOLVER
+        assert (solver.WEIGHT_DECAY, solver.MOMENTUM, solver.GAMMA) == (1e-4, 0.9, 0.1)
+        assert (tuple(solver.STEPS), solver.MAX_ITER) == ((120000,), 180000)
+        assert solver.REFERENCE_WORLD_SIZE == 8
+        assert solver.LR_SCHEDULER_NAME == "WarmupMultiStepLR"
+        assert tuple(cfg.DATASETS.TRAIN) == ("coco_2014_trainval35k",)
+        assert tuple(cfg.DATASETS.TEST) == ("coco_2014_minival",)
+        if step == "rpn":
+            assert cfg.MODEL.META_ARCHITECTURE == "ProposalNetwork"
+            assert (solver.IMS_PER_BATCH, solver.BASE_LR) == (16, 0.02)
+            assert cfg.MODEL.RPN.BATCH_SIZE_PER_IMAGE == 256
+        else:
+            assert cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN"
+            assert cfg.MODEL.ROI_HEADS.NAME == "ResNeXtRes5ROIHeads"
+            assert cfg.MODEL.LOAD_PROPOSALS
+            assert cfg.MODEL.PROPOSAL_GENERATOR.NAME == "PrecomputedProposals"
+            assert (solver.IMS_PER_BATCH, solver.BASE_LR) == (8, 0.005)
+            assert cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE == 64
+
+
+def test_schedule_scales_linearly_to_the_world_size():
+    cfg = build_config(str(APPENDIX_B / "X50_32x4d_rpn.yaml"))
+    assert schedule_summary(cfg, 8).startswith(
+        "effective schedule on 8 process(es): batch 16 images, lr 0.02, steps (120000,), "
+        "max_iter 180000"
+    )
+    assert schedule_summary(cfg, 2).startswith(
+        "effective schedule on 2 process(es): batch 4 images, lr 0.005, steps (480000,), "
+        "max_iter 720000"
+    )
+
+
+TINY = [*TINY_DEMO_OPTS, "MODEL.RPN.POST_NMS_TOPK_TEST", "300"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(demo_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("appendix_b")
+    recipe = AppendixB(str(DEMO_RPN), str(DEMO_FAST_RCNN), TINY, str(out))
+    results = recipe.run()
+    return recipe, results
+
+
+def test_two_step_recipe_runs_end_to_end(finished_run):
+    recipe, results = finished_run
+    # Every image of every split has its proposals, in a file Detectron2's format reads.
+    for split in ("demo_trees_train", "demo_trees_val"):
+        data = load_proposal_file(recipe.proposal_file(split))
+        ids = {r["image_id"] for r in DatasetCatalog.get(split)}
+        assert set(data["ids"]) == ids and len(data["ids"]) == len(ids)
+        assert all(len(boxes) > 0 for boxes in data["boxes"])
+    # Step 2 trained on them (a fresh model, not the RPN's) and was evaluated with COCO AP.
+    bbox = results["results"]["demo_trees_val"]["bbox"]
+    assert 0.0 <= bbox["AP"] <= 100.0 and {"AP50", "APs", "APm", "APl"} <= set(bbox)
+    recall = results["recall"]["demo_trees_val"]
+    assert 0.0 < recall["AR@100"] <= recall["AR@1000"] <= 100.0  # percent, as Detectron2 reports
+    table = (recipe.stage_dir("evaluate") / "results.md").read_text()
+    assert "demo_trees_val" in table and "no row for this model" in table
+    fast_rcnn_cfg = (recipe.stage_dir("fast_rcnn") / "config.yaml").read_text()
+    assert "model_final" not in fast_rcnn_cfg  # not started from the RPN step's weights
+
+
+def test_a_second_run_skips_finished_stages(finished_run, caplog):
+    recipe, results = finished_run
+    outputs = [
+        recipe.stage_dir("rpn") / "model_final.pth",
+        recipe.proposal_file("demo_trees_train"),
+        recipe.stage_dir("fast_rcnn") / "model_final.pth",
+    ]
+    before = [p.stat().st_mtime_ns for p in outputs]
+    again = AppendixB(str(DEMO_RPN), str(DEMO_FAST_RCNN), TINY, str(recipe.root)).run()
+    assert [p.stat().st_mtime_ns for p in outputs] == before
+    assert again == results
+
+
+def test_stages_run_as_two_processes_on_gloo(finished_run, demo_root, tmp_path):
+    """Keep the finished RPN step; proposals, Fast R-CNN and evaluation run distributed."""
+    recipe, _ = finished_run
+    out = tmp_path / "run"
+    shutil.copytree(recipe.stage_dir("rpn"), out / "rpn")
+    env = {**os.environ, "DETECTRON2_DATASETS": str(demo_root), "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tools" / "train_appendix_b.py"),
+            "--num-gpus",
+            "2",
+            "--rpn-config-file",
+            str(DEMO_RPN),
+            "--config-file",
+            str(DEMO_FAST_RCNN),
+            "--output-dir",
+            str(out),
+            *TINY,
+            "SOLVER.IMS_PER_BATCH",
+            "4",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    log = run.stdout + run.stderr
+    assert run.returncode == 0, log[-4000:]
+    assert "stage 'rpn': complete, skipped" in log
+    assert "effective schedule on 2 process(es): batch 4 images" in log
+    ids = {r["image_id"] for r in DatasetCatalog.get("demo_trees_train")}
+    data = load_proposal_file(out / "proposals" / "demo_trees_train.pkl")
+    assert sorted(data["ids"]) == sorted(ids)  # both shards gathered, none twice
+    done = json.loads((out / "evaluate" / "stage_done.json").read_text())
+    assert "AP" in done["results"]["demo_trees_val"]["bbox"]
+    assert "| AP@0.5 |" in run.stdout
