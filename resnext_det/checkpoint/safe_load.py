@@ -4,10 +4,16 @@
 plain pickles, which Detectron2 loads with ``pickle.load``: a crafted one runs any code
 it likes. Here they go through an unpickler that builds only numpy arrays and plain
 containers and refuses everything else before it is called.
+
+Checkpoints are also written safely: to a temporary file, then renamed, so a run killed
+mid-save leaves the previous checkpoint and ``last_checkpoint`` intact for ``--resume``.
 """
 
 import io
+import os
 import pickle
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
@@ -54,8 +60,34 @@ def load_pickle_safely(file: BinaryIO, encoding: str = "latin1") -> Any:
     return _RestrictedUnpickler(file, encoding=encoding).load()
 
 
+def _write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(partial, path)
+
+
 class SafeDetectionCheckpointer(DetectionCheckpointer):
-    """Detectron2's checkpointer, with every file loaded without executing code."""
+    """Detectron2's checkpointer: files load without executing code and save atomically."""
+
+    def save(self, name: str, **kwargs: Any) -> None:
+        """Like fvcore's ``Checkpointer.save``, but a kill never leaves a truncated file."""
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        path = Path(self.save_dir) / basename
+        self.logger.info(f"Saving checkpoint to {path}")
+        _write_atomically(path, lambda f: torch.save(data, f))
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        path = Path(self.save_dir) / "last_checkpoint"
+        _write_atomically(path, lambda f: f.write(last_filename_basename.encode()))
 
     def _load_file(self, filename: str) -> dict[str, Any]:
         if not filename.endswith(".pkl"):
