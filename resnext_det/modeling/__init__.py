@@ -3,7 +3,7 @@
 from .backbone import build_resnext_backbone, build_resnext_fpn_backbone
 from .block_forms import convert_block_form, from_grouped_form, to_grouped_form
 from .blocks import EarlyConcatBlock, SplitTransformSumBlock
-from .classifier import build_resnext_classifier
+from .classifier import CIFAR_BLOCKS_PER_STAGE, build_cifar_resnext, build_resnext_classifier
 from .resnext import (
     BLOCKS_PER_STAGE,
     FEATURE_NAMES,
@@ -16,6 +16,7 @@ from .roi_heads import ResNeXtRes5ROIHeads
 
 __all__ = [
     "BLOCKS_PER_STAGE",
+    "CIFAR_BLOCKS_PER_STAGE",
     "FEATURE_NAMES",
     "NORMS",
     "STAGE_NAMES",
@@ -23,6 +24,7 @@ __all__ = [
     "ResNeXtRes5ROIHeads",
     "ResNeXtSpec",
     "SplitTransformSumBlock",
+    "build_cifar_resnext",
     "build_resnext",
     "build_resnext_backbone",
     "build_resnext_classifier",

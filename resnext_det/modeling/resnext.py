@@ -12,7 +12,7 @@ Detectron2's and its checkpoints load by name.
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Optional
 
 from detectron2.layers import CNNBlockBase
 from detectron2.modeling.backbone.resnet import BasicStem, BottleneckBlock, ResNet
@@ -175,10 +175,17 @@ class ResNeXtSpec:
             in_channels=in_channels, out_channels=self.stem_out_channels, norm=self.norm
         )
 
-    def make_stage(self, stage: str) -> list[CNNBlockBase]:
-        """The blocks of one stage ('res2' ... 'res5'), widths by the paper's two rules."""
+    def make_stage(self, stage: str, num_blocks: Optional[int] = None) -> list[CNNBlockBase]:
+        """The blocks of one stage ('res2' ... 'res5'), widths by the paper's two rules.
+
+        Args:
+            stage: the stage's name.
+            num_blocks: how many blocks; default: as ``depth`` fixes it (Table 1). The CIFAR
+                networks (Appendix A) stack their own number of the same blocks.
+        """
         index = STAGE_NAMES.index(stage)
-        num_blocks = BLOCKS_PER_STAGE[self.depth][index]
+        if num_blocks is None:
+            num_blocks = BLOCKS_PER_STAGE[self.depth][index]
         first_stride = 1 if index == 0 else 2
         in_channels = (
             self.stem_out_channels

@@ -1,0 +1,257 @@
+"""Classification pretraining on tiny data sets cut from real photos: loss, resume, DDP, CIFAR."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from resnext_det.config import get_pretrain_cfg
+from resnext_det.data.classification import TrainSampler
+from resnext_det.engine.classification_eval import topk_wrong
+from resnext_det.engine.pretrain import Pretrainer, build_pretrain_config, scale_to_world_size
+from resnext_det.modeling import ResNeXtSpec, build_cifar_resnext
+
+from ._paths import CONFIGS, REPO
+from ._photos import make_cifar10, make_image_folder
+
+X50 = CONFIGS / "imagenet" / "X50_32x4d.yaml"
+# The X50 recipe shrunk to seconds on 2 CPU cores: depth 14, 64 px crops, 3 classes.
+TINY = [
+    "MODEL.RESNEXT.DEPTH", "14",
+    "MODEL.NUM_CLASSES", "3",
+    "DATA.NUM_WORKERS", "0",
+    "INPUT.TRAIN_CROP", "64",
+    "INPUT.TRAIN_SCALE", "(0.5, 1.0)",
+    "INPUT.TEST_RESIZE", "72",
+    "INPUT.TEST_CROP", "64",
+    "SOLVER.IMS_PER_BATCH", "12",
+    "SOLVER.REFERENCE_WORLD_SIZE", "0",
+    "SOLVER.BASE_LR", "0.01",
+    "TEST.IMS_PER_BATCH", "12",
+    "LOG_PERIOD", "1",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    return make_image_folder(tmp_path_factory.mktemp("imagenet"))
+
+
+def _cfg(folder, out, *opts):
+    return build_pretrain_config(
+        str(X50), [*TINY, "DATA.ROOT", str(folder), "OUTPUT_DIR", str(out), *opts]
+    )
+
+
+def _train(cfg, resume=False):
+    trainer = Pretrainer(cfg)
+    trainer.resume_or_load(resume=resume)
+    return trainer, trainer.train()
+
+
+def _records(out, key):
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if key in r]
+
+
+def test_a_few_iterations_lower_the_loss(image_folder, tmp_path):
+    _, result = _train(_cfg(image_folder, tmp_path, "SOLVER.MAX_ITER", "18"))
+    losses = [r["loss"] for r in _records(tmp_path, "loss")]
+    assert len(losses) == 18
+    assert sum(losses[-6:]) < sum(losses[:6]), losses
+    # 3 balanced classes: chance is 66.7% top-1 error; the model did better.
+    assert result["images"] == 12 and result["top1_err"] < 66.0
+    evaluations = _records(tmp_path, "top1_err")
+    assert [r["epoch"] for r in evaluations] == [1, 2, 3, 4, 5, 6]  # every epoch (3 iterations)
+    saved = torch.load(tmp_path / "model_final.pth", weights_only=True)
+    assert saved["iteration"] == 18
+    assert saved["resnext_det"]["input"]["format"] == "RGB"
+    assert not list(tmp_path.glob("model_00*.pth"))  # model_final supersedes them
+
+
+def test_resume_continues_from_the_same_step(image_folder, tmp_path):
+    """Stopped at iteration 4 and resumed to 6, a run ends with the weights of one that never
+    stopped: same batches, same augmentation, same optimizer state and schedule."""
+    straight, _ = _train(_cfg(image_folder, tmp_path / "straight", "SOLVER.MAX_ITER", "6"))
+    _train(_cfg(image_folder, tmp_path / "resumed", "SOLVER.MAX_ITER", "4"))
+    resumed, _ = _train(
+        _cfg(image_folder, tmp_path / "resumed", "SOLVER.MAX_ITER", "6"), resume=True
+    )
+    losses = [r["loss"] for r in _records(tmp_path / "resumed", "loss")]
+    assert [r["iteration"] for r in _records(tmp_path / "resumed", "loss")] == [1, 2, 3, 4, 5, 6]
+    assert losses == [r["loss"] for r in _records(tmp_path / "straight", "loss")]
+    for name, value in straight.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], value, rtol=0, atol=0)
+
+
+def test_two_processes_match_one_on_the_same_global_batch(image_folder, tmp_path):
+    """torchrun with 2 gloo processes of 6 images each makes the updates that 1 process of
+    12 does (GroupNorm, so that per-process batch statistics play no part)."""
+    opts = ["MODEL.RESNEXT.NORM", "GN", "SOLVER.MAX_ITER", "2", "SOLVER.BASE_LR", "0.002"]
+    one = Pretrainer(_cfg(image_folder, tmp_path / "one", *opts))
+    initial = {k: v.clone() for k, v in one.model.state_dict().items()}
+    one.resume_or_load(resume=False)
+    one_result = one.train()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+            str(REPO / "tools" / "pretrain_imagenet.py"), "--config-file", str(X50),
+            *TINY, "DATA.ROOT", str(image_folder), "OUTPUT_DIR", str(tmp_path / "two"), *opts,
+        ],
+        cwd=REPO, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    log = run.stdout + run.stderr
+    assert run.returncode == 0, log[-3000:]
+    assert "effective schedule on 2 process(es): batch 12 images (6 per process)" in log
+    two = torch.load(tmp_path / "two" / "model_final.pth", weights_only=True)["model"]
+    # Float sums in another order change the updates by ~1e-5 of their size after one step
+    # and ~1e-3 after two (measured); summed instead of averaged gradients, or other
+    # batches, would change them by their whole size.
+    names = list(initial)
+    update_one = torch.cat([(one.model.state_dict()[k] - initial[k]).flatten() for k in names])
+    update_two = torch.cat([(two[k] - initial[k]).flatten() for k in names])
+    assert (update_two - update_one).norm() < 1e-2 * update_one.norm()
+    two_result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert two_result["images"] == one_result["images"] == 12  # each val image once
+    assert two_result["top1_err"] == pytest.approx(one_result["top1_err"])
+
+
+def test_eval_only_scores_saved_weights(image_folder, tmp_path):
+    _, result = _train(_cfg(image_folder, tmp_path, "SOLVER.MAX_ITER", "3"))
+    run = subprocess.run(
+        [
+            sys.executable, str(REPO / "tools" / "pretrain_imagenet.py"), "--eval-only",
+            "--config-file", str(X50), *TINY, "DATA.ROOT", str(image_folder),
+            "OUTPUT_DIR", str(tmp_path / "eval"), "MODEL.WEIGHTS", str(tmp_path / "model_final.pth"),
+        ],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads(run.stdout.strip().splitlines()[-1])["top1_err"] == result["top1_err"]
+
+
+def test_a_val_split_of_fewer_classes_is_also_scored_as_a_subset(image_folder, tmp_path):
+    """Table 6: a model of more classes scored as a K-way classifier on K classes' images."""
+    root = tmp_path / "subset"
+    (root / "val").mkdir(parents=True)
+    os.symlink(image_folder / "train", root / "train")
+    for name in ("florida", "yellowstone"):  # val holds 2 of the 3 training classes
+        os.symlink(image_folder / "val" / name, root / "val" / name)
+    trainer = Pretrainer(_cfg(root, tmp_path / "out", "SOLVER.MAX_ITER", "1"))
+    assert trainer.data.classes == ["florida", "portrait", "yellowstone"]
+    assert trainer.data.val_classes == [0, 2]
+    errors = trainer.evaluate()
+    assert errors["images"] == 8
+    assert errors["top1_err_subset"] <= errors["top1_err"]
+
+
+def test_topk_errors_on_known_predictions():
+    logits = torch.tensor(
+        [
+            [0.1, 0.9, 0.0, 0.0, 0.0, 0.0],  # target 1: top-1 hit
+            [0.9, 0.1, 0.0, 0.0, 0.0, 0.0],  # target 1: top-1 miss, top-2 hit
+            [0.5, 0.4, 0.3, 0.2, 0.1, 0.0],  # target 5: ranked last, a top-5 miss
+            [0.0, 0.0, 0.0, 0.1, 0.9, 0.2],  # target 3: third
+        ]
+    )
+    targets = torch.tensor([1, 1, 5, 3])
+    assert topk_wrong(logits, targets, ks=(1, 2, 5)).tolist() == [3.0, 2.0, 1.0]
+    # As a 3-way classifier over classes {1, 3, 5}: row 1 -> 1 wins; row 2 -> 1 wins (0.1 vs
+    # 0); row 3 -> 1 (0.4) beats 5 (0.0); row 4 -> 5 (0.2) beats 3 (0.1).
+    assert topk_wrong(logits, targets, ks=(1, 2), classes=[1, 3, 5]).tolist() == [2.0, 1.0]
+    with pytest.raises(ValueError, match="outside the class subset"):
+        topk_wrong(logits, targets, classes=[0, 1])
+
+
+def test_batches_do_not_depend_on_the_number_of_processes():
+    one = list(TrainSampler(50, 12, rank=0, world_size=1, seed=3))
+    shards = [list(TrainSampler(50, 12, rank=r, world_size=4, seed=3)) for r in range(4)]
+    for k in range(50 // 12):
+        together = [key for shard in shards for key in shard[3 * k : 3 * k + 3]]
+        assert together == one[12 * k : 12 * k + 12]
+    resumed = TrainSampler(50, 12, rank=0, world_size=1, seed=3)
+    resumed.set_epoch(0, start_iter=2)
+    assert list(resumed) == one[24:]
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        TrainSampler(5, 12, rank=0, world_size=1, seed=0)
+
+
+def test_schedule_scales_linearly_from_eight_processes():
+    cfg = build_pretrain_config(str(X50))
+    assert (cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.BASE_LR) == (256, 0.1)
+    two = scale_to_world_size(cfg, 2)
+    assert (two.SOLVER.IMS_PER_BATCH, two.SOLVER.BASE_LR) == (64, 0.025)
+    assert tuple(two.SOLVER.STEPS) == (30, 60, 90) and two.SOLVER.EPOCHS == 100
+
+
+@pytest.mark.parametrize("config", sorted((CONFIGS / "imagenet").glob("[RX]*.yaml")), ids=str)
+def test_imagenet_configs_hold_the_paper_recipe(config):
+    cfg = build_pretrain_config(str(config))
+    solver = cfg.SOLVER
+    assert (solver.IMS_PER_BATCH, solver.REFERENCE_WORLD_SIZE, solver.BASE_LR) == (256, 8, 0.1)
+    assert (solver.MOMENTUM, solver.WEIGHT_DECAY, solver.GAMMA) == (0.9, 1e-4, 0.1)
+    assert tuple(solver.STEPS) == (30, 60, 90) and solver.EPOCHS > 90
+    assert (cfg.INPUT.TRAIN_CROP, cfg.INPUT.TEST_RESIZE, cfg.INPUT.TEST_CROP) == (224, 256, 224)
+    spec = ResNeXtSpec.from_config(cfg)
+    depth, _, template = config.stem[1:].partition("_")
+    assert (spec.depth, spec.template) == (int(depth), template or "1x64d")
+
+
+def test_imagenet_config_set_is_tables_3_and_4():
+    names = {p.stem for p in (CONFIGS / "imagenet").glob("[RX]*.yaml")}
+    assert names == {
+        "R50", "X50_2x40d", "X50_4x24d", "X50_8x14d", "X50_32x4d",
+        "R101", "X101_32x4d", "X101_2x64d", "X101_64x4d",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("cardinality,paper_millions", [(8, 34.4), (16, 68.1)])
+def test_cifar_resnext29_parameter_counts_match_table7(cardinality, paper_millions):
+    cfg = build_pretrain_config(str(CONFIGS / "cifar" / f"resnext29_{cardinality}x64d.yaml"))
+    stages = ["res2", "res3", "res4"]
+    model = build_cifar_resnext(ResNeXtSpec.from_config(cfg), 10, out_features=[*stages, "linear"])
+    millions = sum(p.numel() for p in model.parameters()) / 1e6
+    assert abs(millions - paper_millions) / paper_millions < 0.005, millions
+    assert [len(getattr(model, s)) for s in stages] == [3, 3, 3]
+    with torch.no_grad():
+        outputs = model.eval()(torch.zeros(1, 3, 32, 32))
+    assert [tuple(outputs[s].shape[1:]) for s in stages] == [
+        (256, 32, 32),
+        (512, 16, 16),
+        (1024, 8, 8),
+    ]
+    assert outputs["linear"].shape == (1, 10)
+
+
+def test_cifar_recipe_and_pickle_batches(tmp_path):
+    cfg = build_pretrain_config(str(CONFIGS / "cifar" / "resnext29_8x64d.yaml"))
+    solver = cfg.SOLVER
+    assert (solver.IMS_PER_BATCH, solver.BASE_LR, solver.WEIGHT_DECAY) == (128, 0.1, 5e-4)
+    assert (tuple(solver.STEPS), solver.EPOCHS, cfg.INPUT.PADDING) == ((150, 225), 300, 4)
+
+    root = make_cifar10(tmp_path / "cifar")
+    small = [
+        "MODEL.RESNEXT.CARDINALITY", "2", "MODEL.RESNEXT.BOTTLENECK_WIDTH", "8",
+        "DATA.ROOT", str(root), "DATA.NUM_WORKERS", "0",
+        "SOLVER.IMS_PER_BATCH", "12", "SOLVER.REFERENCE_WORLD_SIZE", "0",
+        "SOLVER.MAX_ITER", "2", "OUTPUT_DIR", str(tmp_path / "out"),
+    ]  # fmt: skip
+    trainer, result = _train(
+        build_pretrain_config(str(CONFIGS / "cifar" / "resnext29_8x64d.yaml"), small)
+    )
+    assert trainer.data.classes[:3] == ["florida", "portrait", "yellowstone"]
+    assert len(trainer.data.train) == 60 and result["images"] == 18
+    image, label = trainer.data.train[0]
+    assert image.size == (32, 32) and label == 0
+    # The 10-way model scored on the 3 classes the test batch holds, too.
+    assert "top1_err_subset" in result
+
+
+def test_defaults_are_the_papers():
+    cfg = get_pretrain_cfg()
+    assert cfg.MODEL.RESNEXT.NORM == "BN" and cfg.MODEL.RESNEXT.STRIDE_IN_1X1 is False
+    assert cfg.SOLVER.MOMENTUM == 0.9 and cfg.SOLVER.WEIGHT_DECAY == 1e-4

@@ -1,0 +1,50 @@
+#!/usr/bin/env python
+"""Pretrain a ResNeXt classifier (ImageNet, Sec. 4; CIFAR, Appendix A) with torchrun and DDP.
+
+    torchrun --nproc_per_node 8 tools/pretrain_imagenet.py \\
+        --config-file configs/imagenet/X50_32x4d.yaml DATA.ROOT /data/imagenet
+    torchrun --nproc_per_node 8 tools/pretrain_imagenet.py --resume \\
+        --config-file configs/imagenet/X50_32x4d.yaml DATA.ROOT /data/imagenet
+    python tools/pretrain_imagenet.py --eval-only --config-file configs/imagenet/X50_32x4d.yaml \\
+        MODEL.WEIGHTS output/imagenet/X50_32x4d/model_final.pth
+    python tools/pretrain_imagenet.py --config-file configs/cifar/resnext29_8x64d.yaml
+
+One process per GPU (NCCL), or several on a CPU (gloo). Batch and lr are given for 8
+processes and scale linearly to the number launched. Then convert the result for
+Detectron2 with tools/convert_weights.py.
+"""
+
+import argparse
+import json
+import logging
+
+from detectron2.utils.logger import setup_logger
+
+from resnext_det.engine.pretrain import Pretrainer, build_pretrain_config, init_distributed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config-file", required=True, metavar="FILE")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the last checkpoint in OUTPUT_DIR"
+    )
+    parser.add_argument("--eval-only", action="store_true", help="only evaluate MODEL.WEIGHTS")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    args = parser.parse_args()
+
+    cfg = build_pretrain_config(args.config_file, args.opts)
+    context = init_distributed()
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=context.rank, name="resnext_det")
+    logging.getLogger("resnext_det").info(f"config {args.config_file}, overrides {args.opts}")
+    trainer = Pretrainer(cfg, context)
+    trainer.resume_or_load(resume=args.resume)
+    results = trainer.evaluate() if args.eval_only else trainer.train()
+    if context.is_main:
+        print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
