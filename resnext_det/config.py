@@ -26,7 +26,7 @@ def add_resnext_config(cfg: CN) -> CN:
         return cfg
     _C = cfg
     _C.MODEL.RESNEXT = type(cfg.MODEL)()  # the config's own node class: yacs merges only alike
-    # 50, 101, 152 (Table 1); 14 and 26 are reduced depths for CPU-sized runs.
+    # 50, 101, 152 (Table 1), 200 (Table 4); 14 and 26 are reduced depths for CPU-sized runs.
     _C.MODEL.RESNEXT.DEPTH = 50
     # The template C x d: C paths of width d in res2. 1x64d is ResNet.
     _C.MODEL.RESNEXT.CARDINALITY = 32

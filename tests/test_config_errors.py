@@ -23,7 +23,7 @@ def _build(config: str, *opts):
     [
         (
             ("MODEL.RESNEXT.DEPTH", "77"),
-            r"MODEL\.RESNEXT\.DEPTH=77 is not supported; expected one of 14, 26, 50, 101, 152",
+            r"MODEL\.RESNEXT\.DEPTH=77 is not supported; expected one of 14, 26, 50, 101, 152, 200",
         ),
         (
             ("MODEL.RESNEXT.CARDINALITY", "0"),

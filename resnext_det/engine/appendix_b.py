@@ -23,25 +23,19 @@ from typing import Any, Optional
 
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog
-from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, inference_on_dataset
+from detectron2.evaluation import DatasetEvaluator, inference_on_dataset
 from detectron2.utils import comm
 
+from ..analysis.paper import PAPER_TABLE_8
 from ..checkpoint import SafeDetectionCheckpointer
 from ..data import missing_image_ids, write_proposal_file
 from ..modeling import ResNeXtSpec
+from .coco_evaluation import COCOEvaluator
 from .trainer import Trainer, build_config
 
-__all__ = ["PAPER_TABLE_8", "AppendixB", "ProposalWriter", "results_table"]
+__all__ = ["AppendixB", "ProposalWriter", "results_table"]
 
 logger = logging.getLogger(__name__)
-
-# Table 8 (COCO minival, C4, two-step): (depth, cardinality, width) -> (model, AP@0.5, AP).
-PAPER_TABLE_8 = {
-    (50, 1, 64): ("ResNet-50 1x64d", 47.6, 26.5),
-    (50, 32, 4): ("ResNeXt-50 32x4d", 49.7, 27.5),
-    (101, 1, 64): ("ResNet-101 1x64d", 51.1, 29.8),
-    (101, 32, 4): ("ResNeXt-101 32x4d", 51.9, 30.0),
-}
 
 STAGES = ("rpn", "proposals", "fast_rcnn", "evaluate")
 _DONE = "stage_done.json"

@@ -32,13 +32,15 @@ __all__ = [
 
 # Bottleneck blocks per stage (Table 1). Depths 14 and 26 are reduced-depth members of
 # the family (same block, same template; as timm's resnet14t/resnet26), for CPU-sized
-# work such as the bundled demo; the paper's depths are 50, 101 and 152.
+# work such as the bundled demo; the paper's depths are 50, 101 and 152, and 200 for the
+# ResNet-200 of Table 4 (as fb.resnet.torch builds it).
 BLOCKS_PER_STAGE: dict[int, tuple[int, int, int, int]] = {
     14: (1, 1, 1, 1),
     26: (2, 2, 2, 2),
     50: (3, 4, 6, 3),
     101: (3, 4, 23, 3),
     152: (3, 8, 36, 3),
+    200: (3, 24, 36, 3),
 }
 STAGE_NAMES = ("res2", "res3", "res4", "res5")
 FEATURE_NAMES = ("stem",) + STAGE_NAMES
@@ -78,7 +80,7 @@ class ResNeXtSpec:
     :func:`resnext_det.add_resnext_config`); errors name that key.
 
     Attributes:
-        depth: 50, 101 or 152 (the paper), or 14/26 (reduced, for small-scale work).
+        depth: 50, 101, 152 or 200 (the paper), or 14/26 (reduced, for small-scale work).
         cardinality: C, the number of paths (groups of the 3x3 conv).
         bottleneck_width: d, the width of one path in res2.
         block_form: 'a' (split-transform-sum), 'b' (early concatenation) or
