@@ -6,10 +6,14 @@ Importing the package registers nothing; call :func:`register_resnext_backbone` 
 
 import warnings
 
-# Detectron2 scripts a few functions when it is imported, and torch >= 2.10 warns about it
-# twice on every start of every tool; the warning is about Detectron2's code, not the user's.
+# Two deprecations inside Detectron2's own code that torch reports on every run of every
+# tool (it scripts functions on import; its anchor generator calls meshgrid without
+# indexing): they concern Detectron2, not the user, and would bury our messages.
 warnings.filterwarnings(
     "ignore", message="`torch.jit.script` is deprecated", category=FutureWarning
+)
+warnings.filterwarnings(
+    "ignore", message="torch.meshgrid: in an upcoming release", category=UserWarning
 )
 
 from .config import add_resnext_config  # noqa: E402
