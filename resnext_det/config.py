@@ -46,6 +46,13 @@ def add_resnext_config(cfg: CN) -> CN:
     _C.MODEL.RESNEXT.OUT_FEATURES = ["res4"]
     _C.MODEL.RESNEXT.STEM_OUT_CHANNELS = 64
     _C.MODEL.RESNEXT.RES2_OUT_CHANNELS = 256
+    # Speed, not math (docs/benchmarks.md). Fold each frozen BN into its conv wherever no
+    # gradient flows into the conv (inference, frozen stages): same outputs, less work.
+    _C.MODEL.RESNEXT.FOLD_FROZEN_BN = True
+    # Memory format the convolutions run in: "auto" picks channels_last for large inputs
+    # (a batch, a detection-sized image), where oneDNN runs it faster, and keeps the
+    # contiguous format for one small image; or "contiguous" / "channels_last".
+    _C.MODEL.RESNEXT.MEMORY_FORMAT = "auto"
     return cfg
 
 

@@ -4,11 +4,18 @@ import pytest
 from detectron2.modeling import build_model
 
 from resnext_det.engine import build_config
+from resnext_det.engine.pretrain import build_classifier, build_pretrain_config
 from resnext_det.modeling import ResNeXtSpec
 
 from ._paths import CONFIGS
 
-ALL_CONFIGS = sorted(p for p in CONFIGS.rglob("*.yaml"))
+PRETRAIN_FOLDERS = ("imagenet", "cifar")  # classification pretraining, not Detectron2 configs
+ALL_CONFIGS = sorted(
+    p for p in CONFIGS.rglob("*.yaml") if p.relative_to(CONFIGS).parts[0] not in PRETRAIN_FOLDERS
+)
+PRETRAIN_CONFIGS = sorted(
+    p for folder in PRETRAIN_FOLDERS for p in (CONFIGS / folder).glob("*.yaml")
+)
 PAPER_SET = {
     "R50": (50, 1, 64),
     "X50_32x4d": (50, 32, 4),
@@ -46,6 +53,13 @@ def test_config_loads_and_builds(path):
         if cfg.MODEL.META_ARCHITECTURE != "ProposalNetwork":
             assert len(model.roi_heads.res5) == 3
             assert model.roi_heads.res5[0].conv2.groups == spec.cardinality
+
+
+@pytest.mark.parametrize("path", PRETRAIN_CONFIGS, ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_pretraining_config_loads_and_builds(path):
+    cfg = build_pretrain_config(str(path))
+    model = build_classifier(cfg)
+    assert model.linear.out_features == cfg.MODEL.NUM_CLASSES
 
 
 def test_paper_configs_are_thin_children():

@@ -54,6 +54,8 @@ def _build_trunk(cfg, input_shape: ShapeSpec) -> ResNet:
         out_features=node.OUT_FEATURES,
         freeze_at=node.FREEZE_AT,
         in_channels=input_shape.channels,
+        fold_frozen_bn=node.FOLD_FROZEN_BN,
+        memory_format=node.MEMORY_FORMAT,
     )
 
 

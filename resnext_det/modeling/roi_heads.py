@@ -1,10 +1,12 @@
 """The C4 RoI head of the paper's Faster R-CNN: res5 of the same ResNeXt runs on every RoI."""
 
+from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.roi_heads import Res5ROIHeads
 from torch import nn
 
-from .resnext import ResNeXtSpec
+from .resnext import ResNeXtSpec, check_speed_options
+from .speed import fold_frozen_norms, to_memory_format
 
 __all__ = ["ResNeXtRes5ROIHeads", "check_c4_inputs"]
 
@@ -16,18 +18,34 @@ class ResNeXtRes5ROIHeads(Res5ROIHeads):
 
     The trunk (``build_resnext_backbone``) stops at res4; RoIs pooled from res4 run
     through res5 here, as in the paper (Sec. 5.4, "C4"). Parameter names are
-    Detectron2's (``roi_heads.res5.0.conv1.weight``, ...).
+    Detectron2's (``roi_heads.res5.0.conv1.weight``, ...). The speed options of the trunk
+    (``FOLD_FROZEN_BN``, ``MEMORY_FORMAT``) apply here too: at test time res5 runs on
+    about a thousand RoIs, the largest input of the model.
     """
+
+    @configurable
+    def __init__(self, *, memory_format: str = "auto", **kwargs):
+        super().__init__(**kwargs)
+        self.memory_format = memory_format
 
     @classmethod
     def from_config(cls, cfg, input_shape: dict[str, ShapeSpec]):
         check_c4_inputs(cfg, input_shape)
-        return super().from_config(cfg, input_shape)
+        node = cfg.MODEL.RESNEXT
+        check_speed_options(node.FOLD_FROZEN_BN, node.MEMORY_FORMAT)
+        return {**super().from_config(cfg, input_shape), "memory_format": node.MEMORY_FORMAT}
 
     @classmethod
     def _build_res5_block(cls, cfg) -> tuple[nn.Sequential, int]:
         spec = ResNeXtSpec.from_config(cfg)
-        return nn.Sequential(*spec.make_stage("res5")), spec.stage_out_channels("res5")
+        res5 = nn.Sequential(*spec.make_stage("res5"))
+        if cfg.MODEL.RESNEXT.FOLD_FROZEN_BN:
+            fold_frozen_norms(res5)
+        return res5, spec.stage_out_channels("res5")
+
+    def _shared_roi_transform(self, features, boxes):
+        x = self.pooler(features, boxes)
+        return self.res5(to_memory_format(x, self.memory_format))
 
 
 def check_c4_inputs(cfg, input_shape: dict[str, ShapeSpec]) -> None:

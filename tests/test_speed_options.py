@@ -1,0 +1,147 @@
+"""The speed options (frozen-BN folding, memory format) leave every output unchanged."""
+
+import pytest
+import torch
+from detectron2.layers import Conv2d, FrozenBatchNorm2d
+from detectron2.modeling import build_model
+
+from resnext_det.engine import build_config
+from resnext_det.modeling import ResNeXtSpec, build_resnext
+from resnext_det.modeling.speed import (
+    CHANNELS_LAST_MIN_PIXELS,
+    FoldedFrozenNormConv2d,
+    to_memory_format,
+)
+
+from ._paths import CONFIGS
+
+FEATURES = ["stem", "res2", "res3", "res4", "res5"]
+PLAIN = {"fold_frozen_bn": False, "memory_format": "contiguous"}
+
+
+def _randomize_frozen_norms(model):
+    generator = torch.Generator().manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, FrozenBatchNorm2d):
+            for tensor, low in [
+                (module.weight, 0.5),
+                (module.bias, -0.2),
+                (module.running_mean, -0.2),
+                (module.running_var, 0.5),
+            ]:
+                tensor.copy_(torch.rand(tensor.shape, generator=generator) * 0.5 + low)
+    return model
+
+
+def _pair(options, freeze_at=0, norm="FrozenBN"):
+    spec = ResNeXtSpec(depth=14, norm=norm)
+    plain = _randomize_frozen_norms(
+        build_resnext(spec, out_features=FEATURES, freeze_at=freeze_at, **PLAIN)
+    )
+    fast = build_resnext(spec, out_features=FEATURES, freeze_at=freeze_at, **options)
+    fast.load_state_dict(plain.state_dict())
+    return plain, fast
+
+
+@pytest.mark.parametrize("memory_format", ["contiguous", "channels_last", "auto"])
+@pytest.mark.parametrize("batch,size", [(1, 64), (4, 256)])
+def test_inference_outputs_are_unchanged(memory_format, batch, size):
+    plain, fast = _pair({"fold_frozen_bn": True, "memory_format": memory_format})
+    assert list(fast.state_dict()) == list(plain.state_dict())  # checkpoints load as before
+    assert sum(isinstance(m, FoldedFrozenNormConv2d) for m in fast.modules()) == 1 + 4 * (
+        3 + 1
+    )  # stem; 3 convs + shortcut per block
+    x = torch.randn(batch, 3, size, size)
+    with torch.no_grad():
+        expected, actual = plain.eval()(x), fast.eval()(x)
+    for name in FEATURES:
+        scale = expected[name].abs().max()
+        torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=1e-5 * scale)
+
+
+def test_training_gradients_are_unchanged():
+    """Frozen stages (stem, res2) run folded; trainable convs keep conv-then-norm, so the
+    gradients of every trainable weight are Detectron2's."""
+    plain, fast = _pair({"fold_frozen_bn": True, "memory_format": "contiguous"}, freeze_at=2)
+    x = torch.randn(2, 3, 64, 64)
+    for model in (plain, fast):
+        model.train()
+        model(x)["res5"].square().mean().backward()
+    folded_stages = {
+        name.split(".")[0]
+        for name, m in fast.named_modules()
+        if isinstance(m, FoldedFrozenNormConv2d) and not m.weight.requires_grad
+    }
+    assert folded_stages == {"stem", "res2"}
+    grads = {name: p.grad for name, p in plain.named_parameters() if p.requires_grad}
+    for name, parameter in fast.named_parameters():
+        if parameter.requires_grad:
+            torch.testing.assert_close(parameter.grad, grads[name], rtol=1e-4, atol=1e-7)
+
+
+def test_folded_weights_follow_in_place_updates():
+    plain, fast = _pair({"fold_frozen_bn": True, "memory_format": "contiguous"})
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        fast.eval()(x)  # fills the cache
+        for model in (plain, fast):  # an optimizer step and a new statistic, in place
+            model.res3[0].conv2.weight.mul_(1.5)
+            model.res3[0].conv2.norm.running_var.add_(0.25)
+        torch.testing.assert_close(fast(x)["res5"], plain.eval()(x)["res5"], rtol=1e-4, atol=1e-5)
+
+
+def test_bn_and_gn_models_are_left_as_they_are():
+    for norm in ("BN", "GN"):
+        model = build_resnext(ResNeXtSpec(depth=14, norm=norm), out_features=["res5"])
+        assert not any(isinstance(m, FoldedFrozenNormConv2d) for m in model.modules())
+        assert any(type(m) is Conv2d for m in model.modules())
+
+
+def test_memory_format_by_size():
+    small = torch.zeros(1, 3, 224, 224)
+    large = torch.zeros(1, 3, 320, 320)
+    assert 224 * 224 < CHANNELS_LAST_MIN_PIXELS <= 320 * 320
+    assert to_memory_format(small, "auto").is_contiguous()
+    assert to_memory_format(large, "auto").is_contiguous(memory_format=torch.channels_last)
+    assert to_memory_format(large, "contiguous").is_contiguous()
+
+
+@pytest.mark.parametrize("config", ["faster_rcnn_X50_32x4d.yaml", "faster_rcnn_X50_32x4d_FPN.yaml"])
+def test_whole_detectors_detect_the_same_boxes(config):
+    opts = [
+        "MODEL.DEVICE", "cpu", "MODEL.RESNEXT.DEPTH", "14", "MODEL.RPN.POST_NMS_TOPK_TEST", "300",
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",  # random weights score every class ~1/81
+    ]  # fmt: skip
+    plain_cfg = build_config(
+        str(CONFIGS / config),
+        [
+            *opts,
+            "MODEL.RESNEXT.FOLD_FROZEN_BN",
+            "False",
+            "MODEL.RESNEXT.MEMORY_FORMAT",
+            "contiguous",
+        ],
+    )
+    torch.manual_seed(0)
+    plain = _randomize_frozen_norms(build_model(plain_cfg)).eval()
+    fast = build_model(build_config(str(CONFIGS / config), opts)).eval()
+    fast.load_state_dict(plain.state_dict())
+    assert any(isinstance(m, FoldedFrozenNormConv2d) for m in fast.roi_heads.modules()) == (
+        "FPN" not in config
+    )
+    image = torch.rand(3, 320, 480) * 255
+    with torch.no_grad():
+        expected = plain([{"image": image}])[0]["instances"]
+        actual = fast([{"image": image}])[0]["instances"]
+    assert len(actual) == len(expected) > 0
+    torch.testing.assert_close(actual.scores, expected.scores, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(
+        actual.pred_boxes.tensor, expected.pred_boxes.tensor, rtol=1e-3, atol=1e-2
+    )
+
+
+def test_bad_speed_options_are_named():
+    with pytest.raises(ValueError, match=r"MODEL\.RESNEXT\.MEMORY_FORMAT='nhwc' is not supported"):
+        build_resnext(ResNeXtSpec(depth=14), out_features=["res2"], memory_format="nhwc")
+    with pytest.raises(ValueError, match=r"MODEL\.RESNEXT\.FOLD_FROZEN_BN='yes' is invalid"):
+        build_resnext(ResNeXtSpec(depth=14), out_features=["res2"], fold_frozen_bn="yes")
