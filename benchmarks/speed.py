@@ -1,0 +1,447 @@
+#!/usr/bin/env python
+"""Speed of the ResNeXt family, measured side by side as ratios. Run on demand:
+
+    .venv/bin/python benchmarks/speed.py                 # all, writes docs/benchmarks.md
+    .venv/bin/python benchmarks/speed.py --only detector --repeats 3 --output /tmp/b.md
+
+Every comparison runs its cases interleaved (A, B, A, B, ...) after a warm-up and reports
+the median of the repeats, so that drift of the machine (clock, other load) hits all cases
+alike; the result is the ratio of medians. On a GPU (when one is present) it also measures
+training throughput and peak memory, in float32 and bfloat16 autocast.
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import detectron2
+import torch
+import torchvision
+from detectron2.config import get_cfg
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import build_model
+from detectron2.modeling.backbone.resnet import build_resnet_backbone
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from resnext_det import register_resnext_backbone  # noqa: E402
+from resnext_det.engine import build_config  # noqa: E402
+from resnext_det.modeling import (  # noqa: E402
+    ResNeXtSpec,
+    build_resnext,
+    build_resnext_classifier,
+    convert_block_form,
+)
+
+X50, R50 = (32, 4), (1, 64)
+FEATURES = ["res2", "res3", "res4", "res5"]
+
+
+def interleaved(cases: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds per case; the cases alternate, after one warm-up call each."""
+    for run in cases.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, run in cases.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+class Report:
+    """Collects result tables and renders docs/benchmarks.md."""
+
+    def __init__(self):
+        self.sections: list[str] = []
+        self.ratios: dict[str, float] = {}
+
+    def table(self, title: str, note: str, rows: list[tuple[str, dict[str, float], str]]) -> None:
+        """rows: (setting, {case: seconds}, baseline case name)."""
+        lines = [f"### {title}", "", note, ""]
+        names = list(rows[0][1])
+        lines.append("| setting | " + " | ".join(f"{n} (ms)" for n in names) + " | ratio |")
+        lines.append("|---|" + "---|" * (len(names) + 1))
+        for setting, times, baseline in rows:
+            ratios = ", ".join(
+                f"{n}/{baseline} {times[n] / times[baseline]:.2f}" for n in names if n != baseline
+            )
+            cells = " | ".join(f"{1000 * times[n]:.1f}" for n in names)
+            lines.append(f"| {setting} | {cells} | {ratios} |")
+            for n in names:
+                if n != baseline:
+                    self.ratios[f"{title}: {setting}: {n}/{baseline}"] = times[n] / times[baseline]
+        self.sections.append("\n".join(lines))
+        print("\n".join(lines), "\n", flush=True)
+
+
+def _frozen_bn_statistics(model: torch.nn.Module) -> torch.nn.Module:
+    """Non-trivial frozen statistics, as pretrained weights have (no effect on speed)."""
+    generator = torch.Generator().manual_seed(0)
+    for name, buffer in model.named_buffers():
+        if name.endswith(("running_var", "weight")):
+            buffer.copy_(torch.rand(buffer.shape, generator=generator) + 0.5)
+    return model
+
+
+def detectron2_backbone(cardinality: int, width: int, out_features, freeze_at: int = 2):
+    """Detectron2's built-in ResNet/ResNeXt of the same shape (FrozenBN, as in detection)."""
+    cfg = get_cfg()
+    cfg.MODEL.RESNETS.DEPTH = 50
+    cfg.MODEL.RESNETS.NUM_GROUPS = cardinality
+    cfg.MODEL.RESNETS.WIDTH_PER_GROUP = width
+    cfg.MODEL.RESNETS.STRIDE_IN_1X1 = False
+    cfg.MODEL.RESNETS.OUT_FEATURES = list(out_features)
+    cfg.MODEL.BACKBONE.FREEZE_AT = freeze_at
+    return build_resnet_backbone(cfg, ShapeSpec(channels=3))
+
+
+def ours(template, out_features=FEATURES, freeze_at=2, **options):
+    spec = ResNeXtSpec(50, *template, norm="FrozenBN")
+    return build_resnext(spec, out_features=out_features, freeze_at=freeze_at, **options)
+
+
+def inference(model, x):
+    model.eval()
+
+    def run():
+        with torch.no_grad():
+            model(x)
+
+    return run
+
+
+def training_step(model, x, loss_of=lambda out: sum(v.float().mean() for v in out.values())):
+    model.train()
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(parameters, lr=1e-5, momentum=0.9)
+
+    def run():
+        optimizer.zero_grad(set_to_none=True)
+        loss_of(model(x)).backward()
+        optimizer.step()
+
+    return run
+
+
+INFERENCE_SIZES = [(1, 224, 224), (8, 224, 224), (1, 800, 1344)]
+
+
+def bench_backbone_vs_detectron2(report: Report, repeats: int) -> None:
+    rows = []
+    for batch, height, width in INFERENCE_SIZES:
+        theirs = _frozen_bn_statistics(detectron2_backbone(*X50, FEATURES)).eval()
+        mine = ours(X50)
+        mine.load_state_dict(theirs.state_dict())
+        x = torch.randn(batch, 3, height, width)
+        reps = max(3, repeats // 2) if height > 300 else repeats
+        times = interleaved({"detectron2": inference(theirs, x), "ours": inference(mine, x)}, reps)
+        rows.append((f"inference, batch {batch} at {height}x{width}", times, "detectron2"))
+    for batch, size in [(2, 512), (8, 224)]:
+        theirs = detectron2_backbone(*X50, FEATURES)
+        mine = ours(X50)
+        mine.load_state_dict(theirs.state_dict())
+        x = torch.randn(batch, 3, size, size)
+        times = interleaved(
+            {"detectron2": training_step(theirs, x), "ours": training_step(mine, x)}, repeats
+        )
+        rows.append((f"training step, batch {batch} at {size}x{size}", times, "detectron2"))
+    report.table(
+        "Our ResNeXt-50 32x4d backbone against Detectron2's built-in one",
+        "Same shape, same weights; FrozenBN and FREEZE_AT 2 as in detection; res2-res5 "
+        "outputs. Ours with its defaults (FOLD_FROZEN_BN True, MEMORY_FORMAT auto).",
+        rows,
+    )
+
+
+def bench_x50_vs_r50(report: Report, repeats: int) -> None:
+    rows = []
+    for batch, height, width in INFERENCE_SIZES:
+        x = torch.randn(batch, 3, height, width)
+        reps = max(3, repeats // 2) if height > 300 else repeats
+        cases = {}
+        for name, template in (("R50", R50), ("X50", X50)):
+            cases[name] = inference(_frozen_bn_statistics(ours(template)), x)
+        rows.append(
+            (
+                f"backbone inference, batch {batch} at {height}x{width}",
+                interleaved(cases, reps),
+                "R50",
+            )
+        )
+    x = torch.randn(8, 3, 224, 224)
+    cases = {}
+    for name, template in (("R50", R50), ("X50", X50)):
+        classifier = build_resnext_classifier(ResNeXtSpec(50, *template, norm="BN"))
+        cases[name] = training_step(classifier, x, lambda out: out["linear"].logsumexp(1).mean())
+    rows.append(
+        ("classifier training step (BN), batch 8 at 224x224", interleaved(cases, repeats), "R50")
+    )
+    report.table(
+        "Our ResNeXt-50 32x4d against our ResNet-50",
+        "FLOP ratio 4.23 / 4.09 = 1.035 (multiply-adds, 224 px). Both with the same defaults.",
+        rows,
+    )
+
+
+def bench_block_forms(report: Report, repeats: int) -> None:
+    rows = []
+    x = torch.randn(1, 3, 224, 224)
+    reference = _frozen_bn_statistics(ours(X50, freeze_at=0))
+    cases = {"c": inference(reference, x)}
+    for form in ("a", "b"):
+        spec = ResNeXtSpec(50, *X50, block_form=form, norm="FrozenBN")
+        model = build_resnext(spec, out_features=FEATURES)
+        model.load_state_dict(convert_block_form(reference.state_dict(), source="c", target=form))
+        cases[form] = inference(model, x)
+    rows.append(("inference, batch 1 at 224x224", interleaved(cases, max(3, repeats // 2)), "c"))
+    report.table(
+        "Block forms (Fig. 3) of ResNeXt-50 32x4d",
+        "(a) split-transform-sum, (b) early concatenation, (c) grouped convolution; the same "
+        "function (weights mapped between forms).",
+        rows,
+    )
+
+
+def bench_memory_format_and_folding(report: Report, repeats: int) -> None:
+    rows = []
+    for batch, height, width in INFERENCE_SIZES:
+        x = torch.randn(batch, 3, height, width)
+        reps = max(3, repeats // 2) if height > 300 else repeats
+        base = _frozen_bn_statistics(ours(X50, fold_frozen_bn=False, memory_format="contiguous"))
+        cases = {"contiguous": inference(base, x)}
+        for name, options in {
+            "channels_last": {"fold_frozen_bn": False, "memory_format": "channels_last"},
+            "folded": {"fold_frozen_bn": True, "memory_format": "contiguous"},
+            "folded+auto": {"fold_frozen_bn": True, "memory_format": "auto"},
+        }.items():
+            model = ours(X50, **options)
+            model.load_state_dict(base.state_dict())
+            cases[name] = inference(model, x)
+        rows.append(
+            (
+                f"inference, batch {batch} at {height}x{width}",
+                interleaved(cases, reps),
+                "contiguous",
+            )
+        )
+    x = torch.randn(8, 3, 224, 224)
+    cases = {}
+    for name, memory_format in (
+        ("contiguous", torch.contiguous_format),
+        ("channels_last", torch.channels_last),
+    ):
+        classifier = build_resnext_classifier(ResNeXtSpec(50, *X50, norm="BN"))
+        classifier.to(memory_format=memory_format)
+        inputs = x.contiguous(memory_format=memory_format)
+        cases[name] = training_step(
+            classifier, inputs, lambda out: out["linear"].logsumexp(1).mean()
+        )
+    rows.append(
+        (
+            "classifier training step (BN), batch 8 at 224x224",
+            interleaved(cases, repeats),
+            "contiguous",
+        )
+    )
+    report.table(
+        "Memory format and frozen-BN folding, our ResNeXt-50 32x4d",
+        "Backbone with FrozenBN; 'auto' picks channels_last from 100k pixels per batch.",
+        rows,
+    )
+
+
+def _detector(config: str, template, d2_builtin: bool):
+    cfg = build_config(str(REPO / "configs" / config), ["MODEL.DEVICE", "cpu"])
+    cfg.MODEL.RESNEXT.CARDINALITY, cfg.MODEL.RESNEXT.BOTTLENECK_WIDTH = template
+    if d2_builtin:
+        fpn = "FPN" in config
+        cfg.MODEL.BACKBONE.NAME = "build_resnet_fpn_backbone" if fpn else "build_resnet_backbone"
+        cfg.MODEL.ROI_HEADS.NAME = "StandardROIHeads" if fpn else "Res5ROIHeads"
+        resnets = cfg.MODEL.RESNETS
+        resnets.DEPTH, resnets.NUM_GROUPS, resnets.WIDTH_PER_GROUP = 50, *template
+        resnets.STRIDE_IN_1X1 = False
+        resnets.OUT_FEATURES = FEATURES if fpn else ["res4"]
+    return build_model(cfg).eval()
+
+
+def bench_detectors(report: Report, repeats: int) -> None:
+    rows = []
+    image = torch.rand(3, 800, 1333) * 255
+    inputs = [{"image": image, "height": 800, "width": 1333}]
+    for config, design in (
+        ("faster_rcnn_X50_32x4d.yaml", "C4"),
+        ("faster_rcnn_X50_32x4d_FPN.yaml", "FPN"),
+    ):
+        mine = _frozen_bn_statistics(_detector(config, X50, d2_builtin=False))
+        theirs = _detector(config, X50, d2_builtin=True)
+        theirs.load_state_dict(mine.state_dict())  # same weights: same proposals, same work
+        times = interleaved(
+            {"detectron2": inference(theirs, inputs), "ours": inference(mine, inputs)},
+            max(3, repeats // 3),
+        )
+        rows.append((f"{design} Faster R-CNN X50-32x4d, one 800x1333 image", times, "detectron2"))
+    report.table(
+        "Whole detectors: ours against Detectron2's built-in ResNeXt-50 32x4d",
+        "Inference, same weights (so the same ~1000 proposals reach the RoI head).",
+        rows,
+    )
+
+
+def bench_coco_eval(report: Report, repeats: int) -> None:
+    import contextlib
+    import io
+
+    import numpy as np
+    from faster_coco_eval import COCOeval_faster
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    rng = np.random.default_rng(0)
+    images, annotations, detections = [], [], []
+    for image_id in range(1, 501):
+        images.append({"id": image_id, "width": 640, "height": 480})
+        boxes = rng.uniform(0, 400, (15, 2))
+        for i, (x, y) in enumerate(boxes):
+            w, h = rng.uniform(10, 200, 2)
+            annotations.append(
+                {"id": len(annotations) + 1, "image_id": image_id, "category_id": 1 + i % 5,
+                 "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0}
+            )  # fmt: skip
+            for _ in range(6):
+                jitter = rng.normal(0, 8, 4)
+                detections.append(
+                    {"image_id": image_id, "category_id": 1 + i % 5,
+                     "bbox": [x + jitter[0], y + jitter[1], abs(w + jitter[2]), abs(h + jitter[3])],
+                     "score": float(rng.uniform())}
+                )  # fmt: skip
+    gt = COCO()
+    gt.dataset = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": i} for i in range(1, 6)],
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+        dt = gt.loadRes(detections)
+
+    def evaluate(cocoeval):
+        def run():
+            with contextlib.redirect_stdout(io.StringIO()):
+                e = cocoeval(gt, dt, "bbox")
+                e.evaluate()
+                e.accumulate()
+                e.summarize()
+
+        return run
+
+    times = interleaved(
+        {"pycocotools": evaluate(COCOeval), "faster-coco-eval": evaluate(COCOeval_faster)},
+        max(3, repeats // 2),
+    )
+    report.table(
+        "COCO bbox evaluation",
+        "500 images, 7500 ground-truth boxes, 45000 detections; evaluate + accumulate + "
+        "summarize. Same AP (tests/test_inference_tools.py).",
+        [("bbox AP", times, "pycocotools")],
+    )
+
+
+def bench_gpu(report: Report, repeats: int) -> None:
+    device = torch.device("cuda")
+    rows, memory = [], {}
+    for dtype in (None, torch.bfloat16):
+        cases = {}
+        for name, template in (("R50", R50), ("X50", X50)):
+            model = build_resnext_classifier(ResNeXtSpec(50, *template, norm="BN")).to(device)
+            model.to(memory_format=torch.channels_last)
+            x = torch.randn(64, 3, 224, 224, device=device).contiguous(
+                memory_format=torch.channels_last
+            )
+            step = training_step(model, x, lambda out: out["linear"].logsumexp(1).mean())
+
+            def run(step=step, dtype=dtype):
+                with torch.autocast(
+                    "cuda", dtype=dtype or torch.float32, enabled=dtype is not None
+                ):
+                    step()
+                torch.cuda.synchronize()
+
+            torch.cuda.reset_peak_memory_stats()
+            run()
+            memory[(name, dtype)] = torch.cuda.max_memory_allocated() / 2**30
+            cases[name] = run
+        times = interleaved(cases, repeats)
+        label = "bfloat16 autocast" if dtype else "float32"
+        rows.append((f"training step, batch 64 at 224, {label}", times, "R50"))
+        for name in times:
+            peak = memory[(name, dtype)]
+            print(f"{name} {label}: {64 / times[name]:.0f} images/s, peak {peak:.2f} GiB")
+    report.table(
+        "GPU: our ResNeXt-50 32x4d against our ResNet-50, classifier training",
+        "Peak memory and images/s: see the run log. The paper: 1.36x for ResNeXt-101 vs "
+        "ResNet-101 on 8 M40s.",
+        rows,
+    )
+
+
+BENCHMARKS = {
+    "backbone": bench_backbone_vs_detectron2,
+    "x50_r50": bench_x50_vs_r50,
+    "forms": bench_block_forms,
+    "memory": bench_memory_format_and_folding,
+    "detector": bench_detectors,
+    "coco_eval": bench_coco_eval,
+}
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    if Path("/proc/cpuinfo").is_file():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, {gpu}; "
+        f"Python {platform.python_version()}, torch {torch.__version__}, torchvision "
+        f"{torchvision.__version__}, Detectron2 {detectron2.__version__}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--only", nargs="*", choices=[*BENCHMARKS, "gpu"], default=None)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--output", default=str(REPO / "docs" / "benchmarks-measured.md"))
+    args = parser.parse_args()
+
+    register_resnext_backbone()
+    torch.manual_seed(0)
+    report = Report()
+    selected = args.only or list(BENCHMARKS) + (["gpu"] if torch.cuda.is_available() else [])
+    for name in selected:
+        (bench_gpu if name == "gpu" else BENCHMARKS[name])(report, args.repeats)
+    header = (
+        f"# Measured speed ({datetime.date.today().isoformat()})\n\n"
+        f"Machine: {machine()}.\n\n"
+        f"Generated by `benchmarks/speed.py --repeats {args.repeats}`: medians of interleaved "
+        "repeats, ratios of medians. Lower is faster.\n"
+    )
+    Path(args.output).write_text(header + "\n" + "\n\n".join(report.sections) + "\n")
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
