@@ -49,9 +49,9 @@ def add_resnext_config(cfg: CN) -> CN:
     # Speed, not math (docs/benchmarks.md). Fold each frozen BN into its conv wherever no
     # gradient flows into the conv (inference, frozen stages): same outputs, less work.
     _C.MODEL.RESNEXT.FOLD_FROZEN_BN = True
-    # Memory format the convolutions run in: "auto" picks channels_last for large inputs
-    # (a batch, a detection-sized image), where oneDNN runs it faster, and keeps the
-    # contiguous format for one small image; or "contiguous" / "channels_last".
+    # Memory format each convolution runs in: "auto" picks channels_last for maps of 14 x 14
+    # pixels and more, where oneDNN runs it faster, and the contiguous format for smaller
+    # ones (res5 of a 224 px image); or "contiguous" / "channels_last" throughout.
     _C.MODEL.RESNEXT.MEMORY_FORMAT = "auto"
     return cfg
 
@@ -81,8 +81,6 @@ def get_pretrain_cfg() -> CN:
     _C.MODEL.NUM_CLASSES = 1000
     # Weights to start from (a checkpoint of this tool); empty: He initialization [13].
     _C.MODEL.WEIGHTS = ""
-    # Train and evaluate in channels_last memory format (often faster on GPUs).
-    _C.MODEL.CHANNELS_LAST = False
 
     _C.DATA = UnversionedCN()
     # "imagefolder": <ROOT>/train/<class>/*, <ROOT>/val/<class>/* (ImageNet);

@@ -20,7 +20,12 @@ import logging
 
 from detectron2.utils.logger import setup_logger
 
-from resnext_det.engine.pretrain import Pretrainer, build_pretrain_config, init_distributed
+from resnext_det.engine.pretrain import (
+    Pretrainer,
+    build_pretrain_config,
+    init_distributed,
+    shutdown_distributed,
+)
 
 
 def main() -> None:
@@ -39,9 +44,12 @@ def main() -> None:
     context = init_distributed()
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=context.rank, name="resnext_det")
     logging.getLogger("resnext_det").info(f"config {args.config_file}, overrides {args.opts}")
-    trainer = Pretrainer(cfg, context)
-    trainer.resume_or_load(resume=args.resume)
-    results = trainer.evaluate() if args.eval_only else trainer.train()
+    try:
+        trainer = Pretrainer(cfg, context)
+        trainer.resume_or_load(resume=args.resume)
+        results = trainer.evaluate() if args.eval_only else trainer.train()
+    finally:
+        shutdown_distributed()
     if context.is_main:
         print(json.dumps(results))
 

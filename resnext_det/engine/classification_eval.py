@@ -53,7 +53,6 @@ def evaluate_classifier(
     loader: DataLoader,
     device: torch.device,
     subset: Optional[Sequence[int]] = None,
-    channels_last: bool = False,
     autocast_dtype: Optional[torch.dtype] = None,
 ) -> dict[str, float]:
     """Top-1 and top-5 error (%) of ``model`` on ``loader``, summed over all processes.
@@ -64,7 +63,6 @@ def evaluate_classifier(
         device: where the model runs.
         subset: class indices; when given, ``top1_err_subset`` and ``top5_err_subset`` also
             score the model as a ``len(subset)``-way classifier.
-        channels_last: feed inputs in channels_last memory format.
         autocast_dtype: run under autocast with this dtype (None: full precision).
 
     Returns:
@@ -73,10 +71,9 @@ def evaluate_classifier(
     was_training = model.training
     model.eval()
     counts = torch.zeros(5, dtype=torch.float64)  # images, top1, top5, subset top1, top5
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     try:
         for images, targets in loader:
-            images = images.to(device, non_blocking=True, memory_format=memory_format)
+            images = images.to(device, non_blocking=True)
             with torch.autocast(
                 device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
             ):

@@ -5,8 +5,9 @@ The classifier is built from the very stage modules of the detection backbone
 Detectron2 by name (``tools/convert_weights.py``). One process per GPU (NCCL) or several
 on a CPU (gloo), DistributedDataParallel, batches that do not depend on the number of
 processes (:mod:`resnext_det.data.classification`), resume from the last checkpoint
-(model, optimizer, scheduler, AMP scaler, epoch), optional AMP and channels_last, a
-progress bar with throughput and ETA, and metrics appended to ``metrics.jsonl``.
+(model, optimizer, scheduler, AMP scaler, epoch), optional AMP, the memory format of
+``MODEL.RESNEXT.MEMORY_FORMAT`` (channels_last where it is faster), a progress bar with
+throughput and ETA, and metrics appended to ``metrics.jsonl``.
 """
 
 import json
@@ -39,6 +40,8 @@ from ..data.classification import (
     build_classification_data,
 )
 from ..modeling import ResNeXtSpec, build_cifar_resnext, build_resnext_classifier
+from ..modeling.resnext import check_speed_options
+from ..modeling.speed import set_memory_format
 from .classification_eval import evaluate_classifier
 
 __all__ = [
@@ -48,6 +51,7 @@ __all__ = [
     "build_pretrain_config",
     "init_distributed",
     "scale_to_world_size",
+    "shutdown_distributed",
 ]
 
 logger = logging.getLogger(__name__)
@@ -83,6 +87,12 @@ def init_distributed() -> DistributedContext:
     return DistributedContext(rank, world_size, device)
 
 
+def shutdown_distributed() -> None:
+    """Leave the process group, so that its threads end before the interpreter does."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def build_pretrain_config(config_file: str, opts: Sequence[str] = ()) -> CfgNode:
     """The pretraining defaults + a yaml file (``_BASE_`` allowed) + ``KEY VALUE`` overrides."""
     cfg = get_pretrain_cfg()
@@ -115,11 +125,13 @@ def scale_to_world_size(cfg: CfgNode, world_size: int) -> CfgNode:
 def build_classifier(cfg: CfgNode) -> nn.Module:
     """The classifier ``cfg.MODEL`` describes (ImageNet or CIFAR layout)."""
     spec = ResNeXtSpec.from_config(cfg)
-    if cfg.MODEL.ARCH == "imagenet":
-        return build_resnext_classifier(spec, cfg.MODEL.NUM_CLASSES)
-    if cfg.MODEL.ARCH == "cifar":
-        return build_cifar_resnext(spec, cfg.MODEL.NUM_CLASSES)
-    raise ValueError(f"MODEL.ARCH={cfg.MODEL.ARCH!r} is not supported; expected one of {ARCHS}")
+    builders = {"imagenet": build_resnext_classifier, "cifar": build_cifar_resnext}
+    if cfg.MODEL.ARCH not in builders:
+        raise ValueError(f"MODEL.ARCH={cfg.MODEL.ARCH!r} is not supported; expected one of {ARCHS}")
+    check_speed_options(cfg.MODEL.RESNEXT.FOLD_FROZEN_BN, cfg.MODEL.RESNEXT.MEMORY_FORMAT)
+    model = builders[cfg.MODEL.ARCH](spec, cfg.MODEL.NUM_CLASSES)
+    set_memory_format(model, cfg.MODEL.RESNEXT.MEMORY_FORMAT)
+    return model
 
 
 def _format_eta(seconds: float) -> str:
@@ -185,10 +197,7 @@ class Pretrainer:
                 f"MODEL.NUM_CLASSES={cfg.MODEL.NUM_CLASSES} is smaller than the "
                 f"{len(self.data.classes)} classes of {cfg.DATA.ROOT}; expected at least that"
             )
-        self.memory_format = (
-            torch.channels_last if cfg.MODEL.CHANNELS_LAST else torch.contiguous_format
-        )
-        self.model = build_classifier(cfg).to(self.device, memory_format=self.memory_format)
+        self.model = build_classifier(cfg).to(self.device)
         self.ddp_model: nn.Module = self.model
         if world_size > 1:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
@@ -361,7 +370,6 @@ class Pretrainer:
             loader,
             self.device,
             subset=subset,
-            channels_last=self.cfg.MODEL.CHANNELS_LAST,
             autocast_dtype=self.amp_dtype,
         )
 
@@ -374,7 +382,7 @@ class Pretrainer:
         return record
 
     def _step(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
+        images = images.to(self.device, non_blocking=True)
         targets = targets.to(self.device, non_blocking=True)
         with torch.autocast(
             self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None

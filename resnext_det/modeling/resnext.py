@@ -19,14 +19,13 @@ from detectron2.modeling.backbone.resnet import BasicStem, BottleneckBlock, ResN
 
 from .block_forms import BLOCK_FORMS
 from .blocks import GN_GROUPS, EarlyConcatBlock, SplitTransformSumBlock
-from .speed import MEMORY_FORMATS, fold_frozen_norms, to_memory_format
+from .speed import MEMORY_FORMATS, fold_frozen_norms, set_memory_format
 
 __all__ = [
     "BLOCKS_PER_STAGE",
     "FEATURE_NAMES",
     "NORMS",
     "STAGE_NAMES",
-    "ResNeXt",
     "ResNeXtSpec",
     "build_resnext",
     "check_out_features",
@@ -223,23 +222,6 @@ def check_out_features(out_features: Sequence[str], key: str = _key("OUT_FEATURE
     return out_features
 
 
-class ResNeXt(ResNet):
-    """Detectron2's ``ResNet`` (the same modules and names), fed in the faster memory format.
-
-    Args:
-        stem, stages, out_features, freeze_at: as for Detectron2's ``ResNet``.
-        memory_format: 'auto', 'contiguous' or 'channels_last' (see
-            :func:`~resnext_det.modeling.speed.to_memory_format`).
-    """
-
-    def __init__(self, stem, stages, *, memory_format: str = "auto", **kwargs):
-        super().__init__(stem, stages, **kwargs)
-        self.memory_format = memory_format
-
-    def forward(self, x):
-        return super().forward(to_memory_format(x, self.memory_format))
-
-
 def check_speed_options(fold_frozen_bn: Any, memory_format: Any) -> None:
     """Raise a ValueError naming the key of an invalid speed option."""
     if not isinstance(fold_frozen_bn, bool):
@@ -261,7 +243,7 @@ def build_resnext(
     in_channels: int = 3,
     fold_frozen_bn: bool = True,
     memory_format: str = "auto",
-) -> ResNeXt:
+) -> ResNet:
     """Build a ResNeXt backbone that stops at its last requested feature.
 
     Args:
@@ -272,7 +254,7 @@ def build_resnext(
         in_channels: channels of the input image.
         fold_frozen_bn: compute each conv + frozen BN as one conv where no gradient flows
             into the conv (inference, frozen stages); the same function, less work.
-        memory_format: the memory format of the input ('auto': by its size).
+        memory_format: the memory format each block runs in ('auto': by its map size).
 
     Returns:
         A Detectron2 ``ResNet`` (a ``Backbone``) whose forward returns ``out_features``.
@@ -285,13 +267,10 @@ def build_resnext(
     check_speed_options(fold_frozen_bn, memory_format)
     last = max(FEATURE_NAMES.index(name) for name in out_features)
     stages = [spec.make_stage(stage) for stage in STAGE_NAMES[:last]]
-    model = ResNeXt(
-        spec.make_stem(in_channels),
-        stages,
-        out_features=out_features,
-        freeze_at=freeze_at,
-        memory_format=memory_format,
+    model = ResNet(
+        spec.make_stem(in_channels), stages, out_features=out_features, freeze_at=freeze_at
     )
     if fold_frozen_bn:  # after freeze(), which turns the frozen stages' BN into FrozenBN
         fold_frozen_norms(model)
+    set_memory_format(model, memory_format)
     return model

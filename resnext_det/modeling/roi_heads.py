@@ -1,12 +1,11 @@
 """The C4 RoI head of the paper's Faster R-CNN: res5 of the same ResNeXt runs on every RoI."""
 
-from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.roi_heads import Res5ROIHeads
 from torch import nn
 
 from .resnext import ResNeXtSpec, check_speed_options
-from .speed import fold_frozen_norms, to_memory_format
+from .speed import fold_frozen_norms, set_memory_format
 
 __all__ = ["ResNeXtRes5ROIHeads", "check_c4_inputs"]
 
@@ -23,29 +22,21 @@ class ResNeXtRes5ROIHeads(Res5ROIHeads):
     about a thousand RoIs, the largest input of the model.
     """
 
-    @configurable
-    def __init__(self, *, memory_format: str = "auto", **kwargs):
-        super().__init__(**kwargs)
-        self.memory_format = memory_format
-
     @classmethod
     def from_config(cls, cfg, input_shape: dict[str, ShapeSpec]):
         check_c4_inputs(cfg, input_shape)
-        node = cfg.MODEL.RESNEXT
-        check_speed_options(node.FOLD_FROZEN_BN, node.MEMORY_FORMAT)
-        return {**super().from_config(cfg, input_shape), "memory_format": node.MEMORY_FORMAT}
+        return super().from_config(cfg, input_shape)
 
     @classmethod
     def _build_res5_block(cls, cfg) -> tuple[nn.Sequential, int]:
         spec = ResNeXtSpec.from_config(cfg)
+        node = cfg.MODEL.RESNEXT
+        check_speed_options(node.FOLD_FROZEN_BN, node.MEMORY_FORMAT)
         res5 = nn.Sequential(*spec.make_stage("res5"))
-        if cfg.MODEL.RESNEXT.FOLD_FROZEN_BN:
+        if node.FOLD_FROZEN_BN:
             fold_frozen_norms(res5)
+        set_memory_format(res5, node.MEMORY_FORMAT)
         return res5, spec.stage_out_channels("res5")
-
-    def _shared_roi_transform(self, features, boxes):
-        x = self.pooler(features, boxes)
-        return self.res5(to_memory_format(x, self.memory_format))
 
 
 def check_c4_inputs(cfg, input_shape: dict[str, ShapeSpec]) -> None:

@@ -1,11 +1,11 @@
 """Speed without changing the math: frozen norms folded into convs, memory format by size.
 
-Measured on a 2-core AVX-512 CPU (``docs/benchmarks.md``): a frozen BN after a conv is a
-separate pass over memory, worth 5-15% of a ResNeXt forward, and removable exactly since
-``conv(x, w) * s + b == conv(x, w * s) + b``; channels_last makes oneDNN's convolutions
-1.3-2x faster on large inputs (a batch, or a detection-sized image) and 0-5% slower on
-one small image. Both are options (``MODEL.RESNEXT.FOLD_FROZEN_BN``, ``MEMORY_FORMAT``).
-Parameter names and checkpoints are unchanged.
+Measured on a 2-core AVX-512 CPU (``docs/speed.md``): a frozen BN after a conv is a
+separate pass over memory, removable exactly since ``conv(x, w) * s + b == conv(x, w * s)
++ b``; and oneDNN runs convolutions on maps of 14 x 14 pixels and more 1.1-6x faster in
+channels_last, those on 7 x 7 maps (res5 of a 224 px image, the C4 head's RoIs) 1.2-3x
+slower, whatever the batch. Both are options (``MODEL.RESNEXT.FOLD_FROZEN_BN``,
+``MEMORY_FORMAT``). Parameter names and checkpoints are unchanged.
 """
 
 from typing import Optional
@@ -16,34 +16,63 @@ from detectron2.layers import Conv2d, FrozenBatchNorm2d
 from torch import nn
 
 __all__ = [
-    "CHANNELS_LAST_MIN_PIXELS",
+    "CHANNELS_LAST_MIN_SIDE",
     "MEMORY_FORMATS",
     "FoldedFrozenNormConv2d",
     "fold_frozen_norms",
+    "set_memory_format",
     "to_memory_format",
 ]
 
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
-# Images x pixels from which channels_last pays: one 224 px image (50k) is ~5% slower in
-# it, one 320 px image (100k) or a batch of two 224 px images already gains.
-CHANNELS_LAST_MIN_PIXELS = 100_000
+# The smallest map side from which channels_last is the faster layout (see above).
+CHANNELS_LAST_MIN_SIDE = 14
 
 
 def to_memory_format(x: torch.Tensor, memory_format: str) -> torch.Tensor:
-    """``x`` in the memory format that runs the convolutions after it fastest.
+    """``x`` in the memory format that runs the convolutions on it fastest.
 
     Args:
         x: an ``(N, C, H, W)`` batch.
-        memory_format: 'contiguous', 'channels_last', or 'auto': channels_last when the
-            batch holds at least :data:`CHANNELS_LAST_MIN_PIXELS` pixels.
+        memory_format: 'contiguous', 'channels_last', or 'auto': on the CPU, channels_last
+            when both sides of the map are at least :data:`CHANNELS_LAST_MIN_SIDE` pixels
+            (a rule measured with oneDNN); elsewhere ``x`` as it comes.
     """
     if memory_format == "auto":
-        batch, _, height, width = x.shape
-        large = batch * height * width >= CHANNELS_LAST_MIN_PIXELS
+        if x.device.type != "cpu":
+            return x
+        large = min(x.shape[-2:]) >= CHANNELS_LAST_MIN_SIDE
         memory_format = "channels_last" if large else "contiguous"
     if memory_format == "channels_last":
         return x.contiguous(memory_format=torch.channels_last)
     return x.contiguous()
+
+
+class _MemoryFormatHook:
+    """A forward pre-hook giving a conv its input in the chosen memory format."""
+
+    def __init__(self, memory_format: str):
+        self.memory_format = memory_format
+
+    def __call__(self, module: nn.Module, args: tuple) -> tuple:
+        return (to_memory_format(args[0], self.memory_format), *args[1:])
+
+
+def set_memory_format(module: nn.Module, memory_format: str) -> int:
+    """Let every convolution in ``module`` take its input in ``memory_format``.
+
+    With 'auto' the layout is chosen per convolution, by the size of its input map, so one
+    network runs its early stages in channels_last and its 7 x 7 res5 convs contiguous
+    (a conversion costs one copy, only where the map size crosses the threshold). The
+    parameters stay as they are.
+
+    Returns:
+        The number of convolutions that now choose their input's layout.
+    """
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    for conv in convs:
+        conv.register_forward_pre_hook(_MemoryFormatHook(memory_format))
+    return len(convs)
 
 
 class FoldedFrozenNormConv2d(Conv2d):
