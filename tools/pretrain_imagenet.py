@@ -48,6 +48,7 @@ def main() -> None:
         trainer = Pretrainer(cfg, context)
         trainer.resume_or_load(resume=args.resume)
         results = trainer.evaluate() if args.eval_only else trainer.train()
+        del trainer  # DistributedDataParallel's reducer, before the group it talks to
     finally:
         shutdown_distributed()
     if context.is_main:

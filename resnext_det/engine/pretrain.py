@@ -47,6 +47,7 @@ from .classification_eval import evaluate_classifier
 __all__ = [
     "DistributedContext",
     "Pretrainer",
+    "StepSchedule",
     "build_classifier",
     "build_pretrain_config",
     "init_distributed",
@@ -88,8 +89,9 @@ def init_distributed() -> DistributedContext:
 
 
 def shutdown_distributed() -> None:
-    """Leave the process group, so that its threads end before the interpreter does."""
+    """Leave the process group together, so that its threads end before the interpreter."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
@@ -136,6 +138,27 @@ def build_classifier(cfg: CfgNode) -> nn.Module:
 
 def _format_eta(seconds: float) -> str:
     return str(timedelta(seconds=int(seconds)))
+
+
+@dataclass(frozen=True)
+class StepSchedule:
+    """The lr factor at an iteration: ``gamma`` per step epoch passed, after a linear warmup.
+
+    A value object rather than a method of the trainer, so that the scheduler holds no
+    reference back to it (the trainer, and its DistributedDataParallel, can be freed).
+    """
+
+    iters_per_epoch: int
+    steps: tuple[float, ...]
+    gamma: float
+    warmup_epochs: float = 0.0
+
+    def __call__(self, iteration: int) -> float:
+        epoch = iteration / self.iters_per_epoch
+        factor = self.gamma ** sum(epoch >= step for step in self.steps)
+        if self.warmup_epochs > 0 and epoch < self.warmup_epochs:
+            factor *= epoch / self.warmup_epochs
+        return factor
 
 
 class _Progress:
@@ -222,7 +245,10 @@ class Pretrainer:
             weight_decay=solver.WEIGHT_DECAY,
             nesterov=solver.NESTEROV,
         )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        schedule = StepSchedule(
+            self.iters_per_epoch, tuple(solver.STEPS), solver.GAMMA, solver.WARMUP_EPOCHS
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.amp_dtype = None
         if solver.AMP.ENABLED:
             self.amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
@@ -241,14 +267,6 @@ class Pretrainer:
         self.metrics_path = Path(cfg.OUTPUT_DIR) / METRICS_FILE
 
     # -- schedule ------------------------------------------------------------------------
-
-    def _lr_factor(self, iteration: int) -> float:
-        solver = self.cfg.SOLVER
-        epoch = iteration / self.iters_per_epoch
-        factor = solver.GAMMA ** sum(epoch >= step for step in solver.STEPS)
-        if solver.WARMUP_EPOCHS > 0 and epoch < solver.WARMUP_EPOCHS:
-            factor *= epoch / solver.WARMUP_EPOCHS
-        return factor
 
     def schedule_summary(self) -> str:
         """The schedule this launch runs, after scaling to its number of processes."""
