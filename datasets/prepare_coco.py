@@ -15,6 +15,7 @@ themselves (resnext_det.data.register_coco2014_splits).
 import argparse
 import sys
 
+from resnext_det.cli import run_tool
 from resnext_det.data import build_minival_jsons, check_coco, find_coco_layout
 from resnext_det.engine import datasets_root
 
@@ -37,9 +38,6 @@ def main() -> int:
                 print(f"wrote {path}")
         except FileNotFoundError:
             pass  # not the 2014-ids form either: check_coco says what is expected
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
     problems = check_coco(args.root, expect_full=not args.allow_subset)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
@@ -51,4 +49,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

@@ -11,6 +11,7 @@ resnext_det.data.register_demo_datasets (tools/train_net.py does it itself).
 import argparse
 import logging
 
+from resnext_det.cli import run_tool
 from resnext_det.data import TilingSettings, prepare_demo_dataset
 from resnext_det.engine import datasets_root
 
@@ -35,4 +36,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

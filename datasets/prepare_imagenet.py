@@ -15,6 +15,7 @@ and exits 2 if there is any. See datasets/README.md.
 import argparse
 import sys
 
+from resnext_det.cli import run_tool
 from resnext_det.data.imagenet import check_imagenet, sort_val_images
 
 
@@ -32,11 +33,7 @@ def main() -> int:
     args = parser.parse_args()
 
     if args.devkit:
-        try:
-            moved = sort_val_images(args.root, args.devkit)
-        except (OSError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        moved = sort_val_images(args.root, args.devkit)
         print(f"sorted {moved} val images into class folders")
     problems = check_imagenet(args.root, expect_full=not args.allow_subset)
     for problem in problems:
@@ -48,4 +45,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

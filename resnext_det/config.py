@@ -4,10 +4,16 @@ Every ResNeXt option lives in ``MODEL.RESNEXT``; the pretraining config reuses t
 node, so a classifier and a detector name their backbone the same way.
 """
 
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
 from detectron2.config import CfgNode as CN
 from fvcore.common.config import CfgNode as UnversionedCN
 
-__all__ = ["add_resnext_config", "get_pretrain_cfg"]
+from .errors import ConfigError
+
+__all__ = ["add_resnext_config", "get_pretrain_cfg", "merge_config"]
 
 
 def add_resnext_config(cfg: CN) -> CN:
@@ -139,3 +145,45 @@ def get_pretrain_cfg() -> CN:
     # sees the same batches whatever the number of processes, and so does a resumed run.
     _C.SEED = 0
     return _C
+
+
+def merge_config(cfg: CN, config_file: str, opts: Sequence[str] = ()) -> CN:
+    """Merge a yaml file (``_BASE_`` allowed) and ``KEY VALUE`` overrides into ``cfg``.
+
+    The yaml is read with the safe loader: a config that names Python objects (which
+    Detectron2's default unsafe loading would construct, running code) is refused.
+
+    Raises:
+        ConfigError: the file is missing, not yaml, unsafe, or names an unknown key or a
+            value of the wrong type (the message names the file or the key).
+    """
+    if not Path(config_file).is_file():
+        raise ConfigError(f"config file {config_file} does not exist; expected a yaml file")
+    try:
+        cfg.merge_from_file(config_file, allow_unsafe=False)
+    except FileNotFoundError as e:  # a _BASE_ it names
+        raise ConfigError(f"config file {e.filename or config_file} does not exist") from e
+    except yaml.constructor.ConstructorError as e:
+        raise ConfigError(
+            f"{config_file} asks the yaml loader to build a Python object ({e.problem}); "
+            "expected plain yaml values only"
+        ) from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{config_file} is not valid yaml: {e}") from e
+    except (AssertionError, KeyError, ValueError) as e:  # yacs and fvcore assert on input
+        raise ConfigError(f"{config_file}: {_reason(e)}") from e
+    opts = list(opts)
+    if len(opts) % 2:
+        raise ConfigError(f"the overrides {opts} have an odd length; expected KEY VALUE pairs")
+    try:
+        cfg.merge_from_list(opts)
+    except (AssertionError, KeyError, ValueError) as e:
+        raise ConfigError(f"command-line override: {_reason(e)}") from e
+    return cfg
+
+
+def _reason(error: Exception) -> str:
+    # KeyError's str() quotes its message; yacs puts "Non-existent config key: X" in it.
+    text = error.args[0] if error.args else str(error)
+    text = str(text).replace("Non-existent config key", "Non-existent key")
+    return text.replace("Non-existent key", "unknown config key")

@@ -12,7 +12,6 @@
 import argparse
 import json
 import re
-import sys
 
 from resnext_det.analysis import (
     backbone_complexity,
@@ -21,6 +20,7 @@ from resnext_det.analysis import (
     paper_tables,
     render_markdown,
 )
+from resnext_det.cli import run_tool
 from resnext_det.engine import build_config, register_all
 from resnext_det.modeling import FEATURE_NAMES, ResNeXtSpec
 
@@ -95,4 +95,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

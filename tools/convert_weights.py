@@ -25,6 +25,7 @@ from resnext_det.checkpoint import (
     read_weight_file,
     write_detectron2_weights,
 )
+from resnext_det.cli import run_tool
 
 # Float32 sums in another order differ by about 1e-6 of the feature scale; a wrong
 # convention or a misplaced weight differs by its whole scale.
@@ -82,4 +83,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

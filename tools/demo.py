@@ -14,6 +14,7 @@ import argparse
 
 from detectron2.utils.logger import setup_logger
 
+from resnext_det.cli import run_tool
 from resnext_det.engine import build_config, register_all
 from resnext_det.engine.predictor import predict_images
 
@@ -37,4 +38,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 from resnext_det.analysis.plots import complexity_figure, metrics_figures
+from resnext_det.cli import run_tool
 
 
 def main() -> None:
@@ -42,4 +43,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -20,6 +20,7 @@ import logging
 
 from detectron2.utils.logger import setup_logger
 
+from resnext_det.cli import run_tool
 from resnext_det.engine.pretrain import (
     Pretrainer,
     build_pretrain_config,
@@ -46,7 +47,7 @@ def main() -> None:
     logging.getLogger("resnext_det").info(f"config {args.config_file}, overrides {args.opts}")
     try:
         trainer = Pretrainer(cfg, context)
-        trainer.resume_or_load(resume=args.resume)
+        trainer.resume_or_load(resume=args.resume, whole_model=args.eval_only)
         results = trainer.evaluate() if args.eval_only else trainer.train()
         del trainer  # DistributedDataParallel's reducer, before the group it talks to
     finally:
@@ -56,4 +57,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -10,6 +10,7 @@ scratch, evaluates COCO AP on the val photo, and draws predictions on a few val 
 
 import argparse
 
+from resnext_det.cli import run_tool
 from resnext_det.engine.demo import DEMO_CONFIG, run_demo
 
 
@@ -35,4 +36,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

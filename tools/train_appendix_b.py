@@ -20,6 +20,7 @@ from detectron2.engine import default_argument_parser, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
+from resnext_det.cli import run_tool, worker_errors
 from resnext_det.engine import register_all
 from resnext_det.engine.appendix_b import STAGES, AppendixB
 
@@ -28,14 +29,29 @@ def main(args):
     register_all()  # in every process of a launch
     setup_logger(distributed_rank=comm.get_rank())
     setup_logger(distributed_rank=comm.get_rank(), name="resnext_det")
-    recipe = AppendixB(args.rpn_config_file, args.config_file, args.opts, args.output_dir)
-    if args.eval_only:
-        results = recipe.run(("evaluate",), redo=("evaluate",))
-    else:
-        results = recipe.run(STAGES)
+    with worker_errors():
+        recipe = AppendixB(args.rpn_config_file, args.config_file, args.opts, args.output_dir)
+        if args.eval_only:
+            results = recipe.run(("evaluate",), redo=("evaluate",))
+        else:
+            results = recipe.run(STAGES)
     if comm.is_main_process() and results:
         print(results["table"])
     return results
+
+
+def check_and_launch(args) -> None:
+    register_all()
+    recipe = AppendixB(args.rpn_config_file, args.config_file, args.opts, args.output_dir)
+    recipe.check(world_size=max(args.num_gpus, 1) * args.num_machines)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
 
 
 if __name__ == "__main__":
@@ -49,11 +65,4 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if not args.config_file:
         parser.error("--config-file (the Fast R-CNN step) is required")
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    run_tool(lambda: check_and_launch(args))

@@ -7,6 +7,9 @@ Detectron2's usual flags: --config-file, --resume, --eval-only, --num-gpus,
     python tools/train_net.py --config-file configs/faster_rcnn_X50_32x4d.yaml --num-gpus 8
     python tools/train_net.py --config-file configs/demo/faster_rcnn_X14_32x4d_demo.yaml \
         SOLVER.MAX_ITER 100 OUTPUT_DIR output/try
+
+Before any process starts, the run is checked (device, schedule, datasets and their
+images, proposal files, weights); a problem ends it with one line and exit code 2.
 """
 
 from detectron2.engine import default_argument_parser, default_setup, launch
@@ -14,7 +17,9 @@ from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
 from resnext_det.checkpoint import SafeDetectionCheckpointer
+from resnext_det.cli import run_tool, worker_errors
 from resnext_det.engine import Trainer, build_config, register_all
+from resnext_det.engine.validate import check_detection_run
 
 
 def main(args):
@@ -39,14 +44,30 @@ def main(args):
     return trainer.train()
 
 
-if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
-    print("Command Line Args:", args)
+def worker(args):
+    with worker_errors():
+        return main(args)
+
+
+def check_and_launch(args) -> None:
+    register_all()
+    check_detection_run(
+        build_config(args.config_file, args.opts),
+        eval_only=args.eval_only,
+        resume=args.resume,
+        world_size=max(args.num_gpus, 1) * args.num_machines,
+    )
     launch(
-        main,
+        worker,
         args.num_gpus,
         num_machines=args.num_machines,
         machine_rank=args.machine_rank,
         dist_url=args.dist_url,
         args=(args,),
     )
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    print("Command Line Args:", args)
+    run_tool(lambda: check_and_launch(args))

@@ -9,6 +9,7 @@ from typing import Any, Optional
 # Figure objects without pyplot: files only, and no change to the caller's backend.
 from matplotlib.figure import Figure
 
+from ..errors import DataError
 from ..modeling import ResNeXtSpec
 from .complexity import cifar_complexity, classifier_complexity
 from .paper import PAPER_CIFAR, PAPER_IMAGENET
@@ -32,11 +33,11 @@ def read_metrics(path: os.PathLike) -> list[dict[str, Any]]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
-            raise ValueError(
+            raise DataError(
                 f"{path}:{number} is not JSON ({e}); expected one object per line"
             ) from e
         if not isinstance(record, dict):
-            raise ValueError(f"{path}:{number} holds a {type(record).__name__}; expected an object")
+            raise DataError(f"{path}:{number} holds a {type(record).__name__}; expected an object")
         records.append(record)
     return records
 
@@ -99,7 +100,7 @@ def metrics_figures(metrics_path: os.PathLike, output_dir: os.PathLike) -> list[
             _plot(output_dir / "error.png", f"{name}: val error", "epoch", "error (%)", errors)
         )
     if not written:
-        raise ValueError(
+        raise DataError(
             f"{metrics_path} holds no losses, lr, AP or errors; expected Detectron2's "
             "metrics.json or the pretraining metrics.jsonl"
         )

@@ -35,6 +35,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone.resnet import build_resnet_backbone
 from torch import nn
 
+from ..errors import MissingFileError, WeightsError
 from ..modeling import BLOCKS_PER_STAGE, STAGE_NAMES, ResNeXtSpec, build_resnext
 from .safe_load import load_pickle_safely
 
@@ -117,7 +118,7 @@ def read_weight_file(path: str) -> tuple[dict[str, Any], str]:
     """
     path_ = Path(path)
     if not path_.is_file():
-        raise FileNotFoundError(f"{path} does not exist; expected a weight file")
+        raise MissingFileError(f"{path} does not exist; expected a weight file")
     if path_.suffix == ".pkl":
         data = load_pickle_safely(io.BytesIO(path_.read_bytes()))
     elif path_.suffix == ".safetensors":
@@ -127,7 +128,7 @@ def read_weight_file(path: str) -> tuple[dict[str, Any], str]:
     else:
         data = torch.load(str(path_), map_location="cpu", weights_only=True)
     if not isinstance(data, Mapping):
-        raise ValueError(f"{path} holds a {type(data).__name__}; expected a dict of weights")
+        raise WeightsError(f"{path} holds a {type(data).__name__}; expected a dict of weights")
     return dict(data), _guess_source(data)
 
 
@@ -164,7 +165,7 @@ def infer_spec(weights: Mapping[str, Any], stride_in_1x1: bool) -> ResNeXtSpec:
         blocks.append(len(indices))
     depths = {v: k for k, v in BLOCKS_PER_STAGE.items()}
     if tuple(blocks) not in depths:
-        raise ValueError(
+        raise WeightsError(
             f"the weights hold {tuple(blocks)} blocks in res2..res5, which is no depth of "
             f"the family; expected one of {sorted(depths)}"
         )
@@ -250,7 +251,7 @@ def _from_caffe2(blobs: Mapping[str, Any], style: Optional[str]) -> Conversion:
 def _from_resnext_det(data: Mapping[str, Any]) -> Conversion:
     meta = data.get("resnext_det", {})
     if meta.get("arch", "imagenet") != "imagenet":
-        raise ValueError(
+        raise WeightsError(
             f"the checkpoint is a {meta['arch']!r} classifier, whose stem does not fit a "
             "detector; expected an ImageNet classifier (MODEL.ARCH imagenet)"
         )
@@ -299,7 +300,7 @@ def convert(
         ValueError: the format is unknown, or the weights describe no ResNeXt.
     """
     if source not in SOURCES:
-        raise ValueError(f"source={source!r} is not supported; expected one of {SOURCES}")
+        raise WeightsError(f"source={source!r} is not supported; expected one of {SOURCES}")
     if source == "auto":
         source = _guess_source(data)
     if source == "resnext_det":
@@ -309,7 +310,7 @@ def convert(
     elif source == "caffe2":
         conversion = _from_caffe2(_state_of(data), caffe2_style)
     else:
-        raise ValueError(
+        raise WeightsError(
             "cannot tell the format of the weights (keys like "
             f"{list(_state_of(data))[:3]}); expected one of {SOURCES[1:]} (pass --source)"
         )
@@ -335,7 +336,7 @@ def _check_shapes(conversion: Conversion) -> None:
         k for k in set(conversion.weights) - set(expected) if not k.startswith("linear.")
     )
     if problems or missing or extra:
-        raise ValueError(
+        raise WeightsError(
             f"the weights do not fit {conversion.spec}: shape mismatches {problems[:3]}, "
             f"missing {missing[:3]}, unexpected {extra[:3]}; expected exactly its parameters"
         )

@@ -15,12 +15,21 @@ import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import urlparse
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils.file_io import PathManager
+from torch import nn
 
-__all__ = ["SafeDetectionCheckpointer", "UnsafePickleError", "load_pickle_safely"]
+from ..errors import WeightsError
+
+__all__ = [
+    "SafeDetectionCheckpointer",
+    "UnsafePickleError",
+    "load_pickle_safely",
+    "read_checkpoint",
+]
 
 # Everything a pickle of numpy arrays in dicts/lists/tuples needs, for numpy 1 and 2
 # and for Python-2 pickles (Caffe2 model zoo) read with encoding="latin1".
@@ -41,7 +50,7 @@ _ALLOWED_GLOBALS = frozenset(
 )
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(pickle.UnpicklingError, WeightsError):
     """A pickle asked for something other than numpy arrays and plain containers."""
 
 
@@ -97,7 +106,9 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
         with PathManager.open(filename, "rb") as f:
             data = load_pickle_safely(io.BytesIO(f.read()))
         if not isinstance(data, dict):
-            raise ValueError(f"{filename} holds a {type(data).__name__}; expected a dict of arrays")
+            raise WeightsError(
+                f"{filename} holds a {type(data).__name__}; expected a dict of arrays"
+            )
         if "model" in data and "__author__" in data:  # Detectron2 model zoo format
             return data
         # Caffe2 / Detectron1 model zoo format, as Detectron2 reads it.
@@ -108,3 +119,20 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
     def _torch_load(self, f: str) -> dict[str, Any]:
         with PathManager.open(f, "rb") as file:
             return torch.load(file, map_location=torch.device("cpu"), weights_only=True)
+
+
+def read_checkpoint(path: str) -> dict[str, Any]:
+    """A weight file's content as Detectron2's checkpointer will see it, read safely.
+
+    The same formats and flags as :meth:`SafeDetectionCheckpointer.load` (``"model"``,
+    ``"matching_heuristics"``, ``"__author__"``), without loading anything into a model.
+    """
+    parsed = urlparse(path)  # Detectron2 accepts "file.pth?matching_heuristics=True"
+    local = PathManager.get_local_path(parsed._replace(query="").geturl())
+    reader = SafeDetectionCheckpointer(nn.Module())
+    # Detectron2 reads the query from this attribute, which only load() sets.
+    reader._parsed_url_during_load = parsed
+    try:
+        return reader._load_file(local)
+    finally:
+        reader._parsed_url_during_load = None

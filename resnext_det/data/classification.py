@@ -26,6 +26,7 @@ from torchvision import datasets as tv_datasets
 from torchvision import transforms as T
 
 from ..checkpoint import UnsafePickleError, load_pickle_safely
+from ..errors import ConfigError, DataError, MissingFileError
 
 __all__ = [
     "CIFAR_FORMATS",
@@ -102,7 +103,7 @@ class CifarDataset(Dataset):
         self.targets = labels
         self.classes = [str(n) for n in _read_cifar_pickle(folder / fmt.meta_file)[fmt.names_key]]
         if len(self.images) != len(self.targets):
-            raise ValueError(
+            raise DataError(
                 f"{folder}: {len(self.images)} images but {len(self.targets)} labels; "
                 "expected one label per image"
             )
@@ -116,16 +117,16 @@ class CifarDataset(Dataset):
 
 def _read_cifar_pickle(path: Path) -> dict:
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; expected the CIFAR python-pickle batches")
+        raise MissingFileError(f"{path} is missing; expected the CIFAR python-pickle batches")
     with open(path, "rb") as f:
         try:
             data = load_pickle_safely(f, encoding="latin1")
         except UnsafePickleError:
             raise
         except (EOFError, pickle.UnpicklingError, ValueError) as e:  # truncated, not a pickle
-            raise ValueError(f"{path} is not a readable CIFAR batch ({e})") from e
+            raise DataError(f"{path} is not a readable CIFAR batch ({e})") from e
     if not isinstance(data, dict):
-        raise ValueError(f"{path} holds a {type(data).__name__}; expected a dict (a CIFAR batch)")
+        raise DataError(f"{path} holds a {type(data).__name__}; expected a dict (a CIFAR batch)")
     return data
 
 
@@ -133,12 +134,15 @@ class _ImageFolderSplit(Dataset):
     """``<root>/<class>/*``, with class indices from ``classes`` (default: its own folders)."""
 
     def __init__(self, root: Path, classes: Optional[Sequence[str]] = None):
-        folder = tv_datasets.ImageFolder(str(root))
+        try:
+            folder = tv_datasets.ImageFolder(str(root))
+        except FileNotFoundError as e:  # no class folder, or a class folder without images
+            raise DataError(f"{root}: {e}; expected <class>/<image> folders") from e
         self.classes = list(classes or folder.classes)
         index = {name: i for i, name in enumerate(self.classes)}
         unknown = sorted(set(folder.classes) - set(index))
         if unknown:
-            raise ValueError(
+            raise DataError(
                 f"{root} has class folders the training split lacks: {unknown[:5]}; expected "
                 "its classes to be among the training classes"
             )
@@ -188,7 +192,10 @@ class AugmentedDataset(Dataset):
                 return self.dataset[candidate]
             except OSError as e:  # the dataset names the file
                 logger.warning(f"skipping an unreadable image: {e}")
-        raise RuntimeError(f"{self.max_skips} unreadable images in a row from index {index}")
+        raise DataError(
+            f"{self.max_skips} unreadable images in a row from index {index}; expected "
+            "readable image files (datasets/prepare_imagenet.py checks a folder)"
+        )
 
 
 class TrainSampler(Sampler[SampleKey]):
@@ -208,12 +215,12 @@ class TrainSampler(Sampler[SampleKey]):
 
     def __init__(self, size: int, global_batch: int, rank: int, world_size: int, seed: int):
         if global_batch % world_size:
-            raise ValueError(
-                f"a global batch of {global_batch} images does not split evenly over "
-                f"{world_size} processes; expected a multiple of {world_size}"
+            raise ConfigError(
+                f"SOLVER.IMS_PER_BATCH: a global batch of {global_batch} images does not "
+                f"split evenly over {world_size} processes; expected a multiple of {world_size}"
             )
         if size < global_batch:
-            raise ValueError(
+            raise DataError(
                 f"the training split has {size} images, fewer than one global batch of "
                 f"{global_batch}; expected at least {global_batch} images"
             )
@@ -327,7 +334,7 @@ def build_classification_data(cfg) -> ClassificationData:
     elif fmt == "imagefolder":
         for split in ("train", "val"):
             if not (root / split).is_dir():
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"DATA.ROOT={str(root)!r} has no {split}/ folder; expected "
                     "train/<class>/* and val/<class>/* (datasets/README.md)"
                 )
@@ -337,6 +344,6 @@ def build_classification_data(cfg) -> ClassificationData:
         train_transform, test_transform = _imagenet_transforms(cfg)
     else:
         allowed = ", ".join(["imagefolder", *CIFAR_FORMATS])
-        raise ValueError(f"DATA.FORMAT={fmt!r} is not supported; expected one of {allowed}")
+        raise ConfigError(f"DATA.FORMAT={fmt!r} is not supported; expected one of {allowed}")
     val_classes = sorted(set(val.targets))
     return ClassificationData(train, val, classes, val_classes, train_transform, test_transform)

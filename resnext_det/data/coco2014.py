@@ -25,6 +25,8 @@ from typing import Optional
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
+from ..errors import DataError, MissingFileError
+
 __all__ = [
     "COCO_SPLITS",
     "FULL_COCO_IMAGES",
@@ -108,12 +110,12 @@ def build_minival_jsons(root: os.PathLike) -> list[Path]:
     val_json, ids_file = ann / "instances_val2014.json", ann / MINIVAL_IDS_FILE
     for needed in (val_json, ids_file):
         if not needed.is_file():
-            raise FileNotFoundError(f"{needed} is missing; needed to build {minival.name}")
+            raise MissingFileError(f"{needed} is missing; needed to build {minival.name}")
     ids = {int(line) for line in ids_file.read_text().split()}
     val = _read_json(val_json)
     unknown = ids - {image["id"] for image in val["images"]}
     if unknown:
-        raise ValueError(
+        raise DataError(
             f"{ids_file} names {len(unknown)} image ids that {val_json.name} does not hold "
             f"(e.g. {sorted(unknown)[:3]}); expected minival ids of val2014"
         )

@@ -24,6 +24,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 from PIL import Image
 
+from ..errors import ConfigError, DataError, MissingFileError
+
 __all__ = [
     "DEMO_DATASETS",
     "SOURCE_PHOTOS",
@@ -71,9 +73,9 @@ class TilingSettings:
         for name in ("tile_size", "train_stride", "val_stride"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} is invalid; expected an integer >= 1")
+                raise ConfigError(f"{name}={value!r} is invalid; expected an integer >= 1")
         if not 0.0 < self.min_visible <= 1.0:
-            raise ValueError(
+            raise ConfigError(
                 f"min_visible={self.min_visible!r} is invalid; expected 0 < value <= 1"
             )
 
@@ -82,7 +84,7 @@ def deepforest_data_dir() -> Path:
     """The folder of photos that the ``deepforest`` package ships (found without importing it)."""
     spec = importlib.util.find_spec("deepforest")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
+        raise MissingFileError(
             "the demo photos come from the package deepforest==2.1.0, which is not installed; "
             "run `make setup` (or `pip install --no-deps deepforest==2.1.0`)"
         )
@@ -110,7 +112,7 @@ def read_voc_boxes(xml_path: Path) -> list[tuple[float, float, float, float]]:
         box = obj.find("bndbox")
         xmin, ymin, xmax, ymax = (float(box.find(k).text) for k in ("xmin", "ymin", "xmax", "ymax"))
         if xmax <= xmin or ymax <= ymin:
-            raise ValueError(f"{xml_path}: degenerate box {(xmin, ymin, xmax, ymax)}")
+            raise DataError(f"{xml_path}: degenerate box {(xmin, ymin, xmax, ymax)}")
         boxes.append((xmin, ymin, xmax, ymax))
     return boxes
 
@@ -205,7 +207,7 @@ def prepare_demo_dataset(
         p for p in SOURCE_PHOTOS for ext in (".png", ".xml") if not (source / f"{p}{ext}").is_file()
     ]
     if missing:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"deepforest's data folder {source} lacks the photos {sorted(set(missing))}"
         )
 

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Optional
 
+from ..errors import DataError, MissingFileError
+
 __all__ = [
     "FULL_IMAGENET",
     "check_imagenet",
@@ -34,15 +36,15 @@ def _read_devkit_file(devkit: Path, member: str) -> bytes:
     if devkit.is_dir():
         path = devkit / member
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing; expected the ILSVRC2012 devkit")
+            raise MissingFileError(f"{path} is missing; expected the ILSVRC2012 devkit")
         return path.read_bytes()
     if not devkit.is_file():
-        raise FileNotFoundError(f"{devkit} does not exist; expected the ILSVRC2012 devkit")
+        raise MissingFileError(f"{devkit} does not exist; expected the ILSVRC2012 devkit")
     with tarfile.open(devkit) as archive:
         for info in archive.getmembers():
             if info.isfile() and info.name.endswith(member):
                 return archive.extractfile(info).read()
-    raise FileNotFoundError(f"{devkit} holds no {member}; expected the ILSVRC2012 devkit")
+    raise MissingFileError(f"{devkit} holds no {member}; expected the ILSVRC2012 devkit")
 
 
 def read_devkit(devkit: os.PathLike) -> tuple[dict[int, str], list[int]]:
@@ -66,7 +68,7 @@ def read_devkit(devkit: os.PathLike) -> tuple[dict[int, str], list[int]]:
     labels = [int(label) for label in truth]
     unknown = sorted(set(labels) - set(classes))
     if unknown:
-        raise ValueError(
+        raise DataError(
             f"{devkit}: the val ground truth names class ids {unknown[:5]} that {META} lacks; "
             "expected ids of its leaf synsets"
         )
@@ -85,7 +87,7 @@ def sort_val_images(root: os.PathLike, devkit: os.PathLike) -> int:
     classes, labels = read_devkit(devkit)
     val = Path(root) / "val"
     if not val.is_dir():
-        raise FileNotFoundError(f"{val} does not exist; expected the unpacked val images")
+        raise MissingFileError(f"{val} does not exist; expected the unpacked val images")
     moved = 0
     for entry in sorted(os.scandir(val), key=lambda e: e.name):
         match = VAL_IMAGE.fullmatch(entry.name)
@@ -93,7 +95,7 @@ def sort_val_images(root: os.PathLike, devkit: os.PathLike) -> int:
             continue
         number = int(match[1])
         if not 1 <= number <= len(labels):
-            raise ValueError(
+            raise DataError(
                 f"{entry.path}: image number {number} is outside the ground truth's "
                 f"1..{len(labels)}; expected the ILSVRC2012 val images"
             )

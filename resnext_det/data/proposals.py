@@ -23,6 +23,7 @@ import numpy as np
 from detectron2.structures import BoxMode
 
 from ..checkpoint import load_pickle_safely
+from ..errors import DataError
 
 __all__ = ["attach_proposals", "load_proposal_file", "missing_image_ids", "write_proposal_file"]
 
@@ -40,7 +41,7 @@ def write_proposal_file(
     A killed run therefore never leaves a truncated file that a later run would trust.
     """
     if not len(ids) == len(boxes) == len(objectness_logits):
-        raise ValueError(
+        raise DataError(
             f"proposals for {len(ids)} image ids, {len(boxes)} box arrays and "
             f"{len(objectness_logits)} logit arrays; expected one of each per image"
         )
@@ -73,18 +74,18 @@ def load_proposal_file(path: os.PathLike) -> dict[str, Any]:
     with open(path, "rb") as f:
         data = load_pickle_safely(io.BytesIO(f.read()))
     if not isinstance(data, dict):
-        raise ValueError(f"{path} holds a {type(data).__name__}; expected a dict of proposals")
+        raise DataError(f"{path} holds a {type(data).__name__}; expected a dict of proposals")
     for old, new in (("indexes", "ids"), ("scores", "objectness_logits")):
         if old in data:
             data[new] = data.pop(old)
     missing = [k for k in ("ids", "boxes", "objectness_logits") if k not in data]
     if missing:
-        raise ValueError(
+        raise DataError(
             f"{path} lacks the keys {missing}; expected 'ids', 'boxes', 'objectness_logits'"
         )
     lengths = {k: len(data[k]) for k in ("ids", "boxes", "objectness_logits")}
     if len(set(lengths.values())) != 1:
-        raise ValueError(f"{path} has lists of unequal length {lengths}; expected one per image")
+        raise DataError(f"{path} has lists of unequal length {lengths}; expected one per image")
     data["bbox_mode"] = BoxMode(data.get("bbox_mode", BoxMode.XYXY_ABS.value))
     return data
 
@@ -109,7 +110,7 @@ def attach_proposals(dataset_dicts: list[dict], path: os.PathLike) -> list[dict]
     index = {str(image_id): i for i, image_id in enumerate(data["ids"])}
     missing = [r["image_id"] for r in dataset_dicts if str(r["image_id"]) not in index]
     if missing:
-        raise ValueError(
+        raise DataError(
             f"{path} has no proposals for {len(missing)} of {len(dataset_dicts)} images "
             f"(image_id {missing[:5]}...); expected one entry per image of the dataset"
         )

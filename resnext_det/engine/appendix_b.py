@@ -29,9 +29,11 @@ from detectron2.utils import comm
 from ..analysis.paper import PAPER_TABLE_8
 from ..checkpoint import SafeDetectionCheckpointer
 from ..data import missing_image_ids, write_proposal_file
+from ..errors import ConfigError
 from ..modeling import ResNeXtSpec
 from .coco_evaluation import COCOEvaluator
 from .trainer import Trainer, build_config
+from .validate import check_detection_run
 
 __all__ = ["AppendixB", "ProposalWriter", "results_table"]
 
@@ -152,7 +154,7 @@ class AppendixB:
     def _check_configs(self) -> None:
         arch = self.rpn_cfg.MODEL.META_ARCHITECTURE
         if arch != "ProposalNetwork":
-            raise ValueError(
+            raise ConfigError(
                 f"{self.rpn_config_file}: MODEL.META_ARCHITECTURE={arch!r}; expected "
                 "'ProposalNetwork' for the RPN step"
             )
@@ -160,7 +162,7 @@ class AppendixB:
         if not cfg.MODEL.LOAD_PROPOSALS or cfg.MODEL.PROPOSAL_GENERATOR.NAME != (
             "PrecomputedProposals"
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"{self.fast_rcnn_config_file}: MODEL.LOAD_PROPOSALS="
                 f"{cfg.MODEL.LOAD_PROPOSALS} and MODEL.PROPOSAL_GENERATOR.NAME="
                 f"{cfg.MODEL.PROPOSAL_GENERATOR.NAME!r}; expected True and "
@@ -215,6 +217,14 @@ class AppendixB:
             },
         )
 
+    def check(self, world_size: int = 1) -> None:
+        """Check both steps before the first starts (:func:`check_detection_run`); the
+        proposal files the second reads are checked when the first has written them."""
+        check_detection_run(self.rpn_stage_cfg(), resume=True, world_size=world_size)
+        check_detection_run(
+            self.fast_rcnn_stage_cfg(), resume=True, world_size=world_size, check_proposals=False
+        )
+
     # -- stages --------------------------------------------------------------------------
 
     def run(self, stages: Sequence[str] = STAGES, redo: Sequence[str] = ()) -> dict:
@@ -224,7 +234,7 @@ class AppendixB:
         """
         unknown = [s for s in (*stages, *redo) if s not in STAGES]
         if unknown:
-            raise ValueError(f"unknown stage(s) {unknown}; expected some of {list(STAGES)}")
+            raise ConfigError(f"unknown stage(s) {unknown}; expected some of {list(STAGES)}")
         for stage in stages:
             if self.is_done(stage) and stage not in redo:
                 logger.info(f"Appendix B stage {stage!r}: complete, skipped")

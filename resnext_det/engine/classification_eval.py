@@ -8,6 +8,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..errors import DataError
+
 __all__ = ["evaluate_classifier", "topk_wrong"]
 
 
@@ -36,7 +38,7 @@ def topk_wrong(
         position[classes_t] = torch.arange(len(classes_t), device=logits.device)
         targets = position[targets]
         if (targets < 0).any():
-            raise ValueError("a target lies outside the class subset; expected targets among it")
+            raise DataError("a target lies outside the class subset; expected targets among it")
         logits = logits[:, classes_t]
     k_max = min(max(ks), logits.shape[1])
     top = logits.topk(k_max, dim=1).indices

@@ -15,6 +15,8 @@ from detectron2.evaluation import COCOEvaluator as DetectronCOCOEvaluator
 from detectron2.evaluation import coco_evaluation
 from pycocotools.cocoeval import COCOeval
 
+from ..errors import ConfigError
+
 try:
     from faster_coco_eval import COCOeval_faster
 except ImportError:  # optional: pycocotools then
@@ -28,14 +30,14 @@ COCOEVAL_IMPLEMENTATIONS = ("auto", "faster-coco-eval", "pycocotools")
 def fastest_cocoeval(implementation: str = "auto") -> type:
     """The COCOeval class to use: 'auto' takes faster-coco-eval when it is installed."""
     if implementation not in COCOEVAL_IMPLEMENTATIONS:
-        raise ValueError(
+        raise ConfigError(
             f"implementation={implementation!r} is unknown; expected one of "
             f"{COCOEVAL_IMPLEMENTATIONS}"
         )
     if implementation == "pycocotools" or (implementation == "auto" and not COCOeval_faster):
         return COCOeval
     if COCOeval_faster is None:
-        raise ValueError(
+        raise ConfigError(
             "implementation='faster-coco-eval' but the package is not installed; expected "
             "`pip install faster-coco-eval` or implementation='pycocotools'"
         )

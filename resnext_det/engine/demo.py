@@ -13,6 +13,7 @@ from detectron2.utils.logger import setup_logger
 from ..data import prepare_demo_dataset
 from ..utils import draw_predictions
 from .trainer import Trainer, build_config, datasets_root, register_all
+from .validate import check_detection_run
 
 __all__ = ["DEMO_CONFIG", "DemoResult", "run_demo"]
 
@@ -66,6 +67,7 @@ def run_demo(
     cfg.freeze()
     # Detectron2's own setup: logs, config dump in OUTPUT_DIR, seeding from cfg.SEED.
     default_setup(cfg, argparse.Namespace(config_file=config_file, opts=list(opts)))
+    check_detection_run(cfg)
 
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)

@@ -17,6 +17,7 @@ from detectron2.structures import Instances
 from detectron2.utils.visualizer import Visualizer
 
 from ..checkpoint import SafeDetectionCheckpointer
+from ..errors import MissingFileError
 
 __all__ = ["IMAGE_SUFFIXES", "Predictor", "find_images", "predict_images"]
 
@@ -63,9 +64,9 @@ def find_images(paths: Iterable[os.PathLike]) -> list[Path]:
         elif path.is_file():
             found.append(path)
         else:
-            raise FileNotFoundError(f"{path} does not exist; expected an image file or a folder")
+            raise MissingFileError(f"{path} does not exist; expected an image file or a folder")
     if not found:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no image ({', '.join(IMAGE_SUFFIXES)}) among {[str(p) for p in paths]}"
         )
     return found

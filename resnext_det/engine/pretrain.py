@@ -32,13 +32,15 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..checkpoint import SafeDetectionCheckpointer
-from ..config import get_pretrain_cfg
+from ..checkpoint.fit import check_weights_fit
+from ..config import get_pretrain_cfg, merge_config
 from ..data.classification import (
     AugmentedDataset,
     EvalSampler,
     TrainSampler,
     build_classification_data,
 )
+from ..errors import ConfigError, TrainingDiverged
 from ..modeling import ResNeXtSpec, build_cifar_resnext, build_resnext_classifier
 from ..modeling.resnext import check_speed_options
 from ..modeling.speed import set_memory_format
@@ -97,10 +99,7 @@ def shutdown_distributed() -> None:
 
 def build_pretrain_config(config_file: str, opts: Sequence[str] = ()) -> CfgNode:
     """The pretraining defaults + a yaml file (``_BASE_`` allowed) + ``KEY VALUE`` overrides."""
-    cfg = get_pretrain_cfg()
-    cfg.merge_from_file(config_file, allow_unsafe=False)
-    cfg.merge_from_list(list(opts))
-    return cfg
+    return merge_config(get_pretrain_cfg(), config_file, opts)
 
 
 def scale_to_world_size(cfg: CfgNode, world_size: int) -> CfgNode:
@@ -114,7 +113,7 @@ def scale_to_world_size(cfg: CfgNode, world_size: int) -> CfgNode:
     if reference in (0, world_size):
         return cfg
     if cfg.SOLVER.IMS_PER_BATCH % reference:
-        raise ValueError(
+        raise ConfigError(
             f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} does not split over "
             f"SOLVER.REFERENCE_WORLD_SIZE={reference} processes; expected a multiple of it"
         )
@@ -129,7 +128,9 @@ def build_classifier(cfg: CfgNode) -> nn.Module:
     spec = ResNeXtSpec.from_config(cfg)
     builders = {"imagenet": build_resnext_classifier, "cifar": build_cifar_resnext}
     if cfg.MODEL.ARCH not in builders:
-        raise ValueError(f"MODEL.ARCH={cfg.MODEL.ARCH!r} is not supported; expected one of {ARCHS}")
+        raise ConfigError(
+            f"MODEL.ARCH={cfg.MODEL.ARCH!r} is not supported; expected one of {ARCHS}"
+        )
     check_speed_options(cfg.MODEL.RESNEXT.FOLD_FROZEN_BN, cfg.MODEL.RESNEXT.MEMORY_FORMAT)
     model = builders[cfg.MODEL.ARCH](spec, cfg.MODEL.NUM_CLASSES)
     set_memory_format(model, cfg.MODEL.RESNEXT.MEMORY_FORMAT)
@@ -216,7 +217,7 @@ class Pretrainer:
         torch.manual_seed(cfg.SEED)  # the same initial weights in every process
         self.data = build_classification_data(cfg)
         if len(self.data.classes) > cfg.MODEL.NUM_CLASSES:
-            raise ValueError(
+            raise ConfigError(
                 f"MODEL.NUM_CLASSES={cfg.MODEL.NUM_CLASSES} is smaller than the "
                 f"{len(self.data.classes)} classes of {cfg.DATA.ROOT}; expected at least that"
             )
@@ -282,15 +283,20 @@ class Pretrainer:
 
     # -- checkpoints and metrics ---------------------------------------------------------
 
-    def resume_or_load(self, resume: bool = True) -> None:
+    def resume_or_load(self, resume: bool = True, whole_model: bool = False) -> None:
         """Continue from the last checkpoint in ``OUTPUT_DIR`` (if ``resume`` and one exists),
-        else start from ``MODEL.WEIGHTS`` (if set) or the initialization."""
+        else start from ``MODEL.WEIGHTS`` (if set) or the initialization.
+
+        Either file must fit the model (:func:`check_weights_fit`): a checkpoint entirely;
+        ``MODEL.WEIGHTS`` in its trunk, or entirely with ``whole_model`` (to evaluate it).
+        """
         if resume and self.checkpointer.has_checkpoint():
             path = self.checkpointer.get_checkpoint_file()
+            check_weights_fit(self.model, path, what="the last checkpoint")
             extra = self.checkpointer.load(path)
             saved_batch = extra.get("global_batch", self.cfg.SOLVER.IMS_PER_BATCH)
             if saved_batch != self.cfg.SOLVER.IMS_PER_BATCH:
-                raise ValueError(
+                raise ConfigError(
                     f"{path} was trained with a global batch of {saved_batch} images, this launch "
                     f"has {self.cfg.SOLVER.IMS_PER_BATCH}; expected the same batch to resume (e.g. "
                     f"SOLVER.REFERENCE_WORLD_SIZE 0 SOLVER.IMS_PER_BATCH {saved_batch})"
@@ -299,6 +305,9 @@ class Pretrainer:
             self._drop_metrics_after(self.iteration)
             logger.info(f"resumed from {path} at iteration {self.iteration}")
         elif self.cfg.MODEL.WEIGHTS:
+            # For training the trunk must fit; an fc of another size may start afresh.
+            trunk = None if whole_model else (lambda key: not key.startswith("linear."))
+            check_weights_fit(self.model, self.cfg.MODEL.WEIGHTS, scope=trunk)
             self.checkpointer.load(self.cfg.MODEL.WEIGHTS, checkpointables=[])
         self._sync()
 
@@ -409,11 +418,13 @@ class Pretrainer:
         loss = F.cross_entropy(logits.float(), targets)
         if not torch.isfinite(loss):
             # Before the optimizer step: the weights and every checkpoint stay finite.
-            last = self.checkpointer.get_checkpoint_file() or "none (no checkpoint yet)"
-            raise FloatingPointError(
+            last = self.checkpointer.get_checkpoint_file() or "none written yet"
+            raise TrainingDiverged(
                 f"the loss became {loss.item()} at iteration {self.iteration + 1} (epoch "
-                f"{self.iteration // self.iters_per_epoch + 1}); training stopped, the last good "
-                f"checkpoint is {last}"
+                f"{self.iteration // self.iters_per_epoch + 1}); training stopped before the "
+                f"optimizer step, so the weights and the last checkpoint ({last}) are intact; "
+                "expected finite losses: lower SOLVER.BASE_LR or add SOLVER.WARMUP_EPOCHS, "
+                "then rerun with --resume"
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()

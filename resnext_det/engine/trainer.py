@@ -7,20 +7,17 @@ from collections.abc import Sequence
 from typing import Optional
 
 from detectron2.config import CfgNode, get_cfg
-from detectron2.data import (
-    DatasetMapper,
-    build_detection_test_loader,
-    build_detection_train_loader,
-    get_detection_dataset_dicts,
-)
+from detectron2.data import build_detection_test_loader, build_detection_train_loader
 from detectron2.data.build import filter_images_with_only_crowd_annotations
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.utils import comm
 
 from ..checkpoint import SafeDetectionCheckpointer
-from ..config import add_resnext_config
+from ..config import add_resnext_config, merge_config
 from ..data import attach_proposals, register_coco2014_splits, register_demo_datasets
+from ..data.sanitize import SkippingDatasetMapper, load_registered, sanitize_annotations
+from ..errors import ConfigError, DataError, TrainingDiverged, UserError
 from ..modeling import build_resnext_backbone, build_resnext_fpn_backbone
 from ..registration import register_resnext_backbone
 from .coco_evaluation import COCOEvaluator
@@ -55,10 +52,7 @@ def register_all(root: Optional[str] = None) -> None:
 
 def build_config(config_file: str, opts: Sequence[str] = ()) -> CfgNode:
     """Detectron2's defaults + ``MODEL.RESNEXT`` + a yaml file + ``KEY VALUE`` overrides."""
-    cfg = add_resnext_config(get_cfg())
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
-    return cfg
+    return merge_config(add_resnext_config(get_cfg()), config_file, opts)
 
 
 def check_can_train(cfg: CfgNode) -> None:
@@ -72,7 +66,7 @@ def check_can_train(cfg: CfgNode) -> None:
         return
     node = cfg.MODEL.RESNEXT
     if node.FREEZE_AT > 0 or node.NORM == "FrozenBN":
-        raise ValueError(
+        raise ConfigError(
             f"MODEL.WEIGHTS is empty, so the ResNeXt starts from random weights, but "
             f"MODEL.RESNEXT.FREEZE_AT={node.FREEZE_AT} and MODEL.RESNEXT.NORM={node.NORM!r} "
             "would keep some of them frozen; expected ImageNet weights in MODEL.WEIGHTS, or, to "
@@ -98,7 +92,7 @@ def proposal_file(cfg: CfgNode, dataset_name: str, is_train: bool) -> str:
     split, key = ("TRAIN", "PROPOSAL_FILES_TRAIN") if is_train else ("TEST", "PROPOSAL_FILES_TEST")
     names, files = list(cfg.DATASETS[split]), list(cfg.DATASETS[key])
     if len(files) != len(names):
-        raise ValueError(
+        raise ConfigError(
             f"DATASETS.{key} has {len(files)} file(s) for the {len(names)} split(s) of "
             f"DATASETS.{split} {tuple(names)}; expected one proposal file per split"
         )
@@ -106,18 +100,34 @@ def proposal_file(cfg: CfgNode, dataset_name: str, is_train: bool) -> str:
 
 
 def load_dataset_dicts(cfg: CfgNode, names: Sequence[str], is_train: bool) -> list[dict]:
-    """Detectron2's dataset dicts, with ``MODEL.LOAD_PROPOSALS`` files read safely.
+    """The records of the named datasets, cleaned as the data policy says.
 
-    Detectron2 would ``pickle.load`` the proposal files; here each split's file goes through
-    :func:`attach_proposals`, which also refuses a file that misses an image of its split.
+    Each dataset loads with one-line errors (:func:`load_registered`), its boxes are
+    sanitized (:func:`sanitize_annotations`), and with ``MODEL.LOAD_PROPOSALS`` its proposal
+    file is read safely and must cover every image (Detectron2 would ``pickle.load`` it).
     """
     dicts = []
     for name in names:
-        split_dicts = get_detection_dataset_dicts(name, filter_empty=False)
-        dicts.extend(attach_proposals(split_dicts, proposal_file(cfg, name, is_train)))
+        records, _ = sanitize_annotations(load_registered(name), name)
+        if cfg.MODEL.LOAD_PROPOSALS:
+            records = attach_proposals(records, proposal_file(cfg, name, is_train))
+        dicts.extend(records)
     if is_train and cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
         dicts = filter_images_with_only_crowd_annotations(dicts)
+    if not dicts:
+        raise DataError(f"datasets {tuple(names)} hold no usable image; expected some")
     return dicts
+
+
+class _WithoutUserErrorTracebacks(logging.Filter):
+    """Detectron2 logs every exception of its training loop with a traceback; a user error
+    (a NaN loss among them) is reported by the tool in one line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], UserError))
+
+
+logging.getLogger("detectron2.engine.train_loop").addFilter(_WithoutUserErrorTracebacks())
 
 
 class Trainer(DefaultTrainer):
@@ -156,22 +166,35 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode):
-        if not cfg.MODEL.LOAD_PROPOSALS:
-            return super().build_train_loader(cfg)
         dicts = load_dataset_dicts(cfg, cfg.DATASETS.TRAIN, is_train=True)
-        return build_detection_train_loader(cfg, dataset=dicts, mapper=DatasetMapper(cfg, True))
+        mapper = SkippingDatasetMapper(cfg, is_train=True)
+        return build_detection_train_loader(cfg, dataset=dicts, mapper=mapper)
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
-        if not cfg.MODEL.LOAD_PROPOSALS:
-            return super().build_test_loader(cfg, dataset_name)
         dicts = load_dataset_dicts(cfg, [dataset_name], is_train=False)
-        return build_detection_test_loader(dicts, mapper=DatasetMapper(cfg, False))
+        return build_detection_test_loader(dicts, mapper=SkippingDatasetMapper(cfg, False))
 
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return COCOEvaluator(dataset_name, output_dir=output_folder)
+
+    def run_step(self):
+        try:
+            super().run_step()
+        except FloatingPointError as e:  # Detectron2 checks the losses before the step
+            last = (
+                self.checkpointer.get_checkpoint_file()
+                if self.checkpointer.has_checkpoint()
+                else ""
+            )
+            raise TrainingDiverged(
+                f"the loss became infinite or NaN at iteration {self.iter}; training stopped "
+                "before the optimizer step, so the weights and the last checkpoint "
+                f"({last or 'none written yet'}) are intact; expected finite losses: lower "
+                "SOLVER.BASE_LR or raise SOLVER.WARMUP_ITERS, then rerun with --resume"
+            ) from e
 
     def train(self):
         """Train, then return the last evaluation's results (the one at the end of training).

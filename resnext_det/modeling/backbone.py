@@ -12,6 +12,7 @@ from detectron2.modeling.backbone import Backbone
 from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool
 from detectron2.modeling.backbone.resnet import ResNet
 
+from ..errors import ConfigError
 from .resnext import ResNeXtSpec, build_resnext, check_out_features
 from .roi_heads import ResNeXtRes5ROIHeads, check_c4_inputs
 
@@ -31,7 +32,7 @@ def check_head_inputs(cfg, backbone: Backbone) -> None:
         wanted = list(cfg.MODEL.RPN.IN_FEATURES)
         missing = [name for name in wanted if name not in shapes]
         if missing:
-            raise ValueError(
+            raise ConfigError(
                 f"MODEL.RPN.IN_FEATURES={wanted!r} asks for {missing!r}, but the backbone "
                 f"gives only {sorted(shapes)}; expected names among those"
             )
@@ -79,7 +80,7 @@ def build_resnext_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
     in_features = check_out_features(cfg.MODEL.FPN.IN_FEATURES, key="MODEL.FPN.IN_FEATURES")
     missing = [name for name in in_features if name not in bottom_up.output_shape()]
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"MODEL.FPN.IN_FEATURES={in_features!r} asks for {missing!r}, which "
             f"MODEL.RESNEXT.OUT_FEATURES={list(cfg.MODEL.RESNEXT.OUT_FEATURES)!r} does not "
             "provide; add it there"

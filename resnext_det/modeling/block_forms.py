@@ -16,6 +16,8 @@ import re
 
 import torch
 
+from ..errors import ConfigError, WeightsError
+
 __all__ = ["BLOCK_FORMS", "convert_block_form", "to_grouped_form", "from_grouped_form"]
 
 BLOCK_FORMS = ("a", "b", "c")
@@ -26,7 +28,7 @@ _PATH_KEY = re.compile(r"^(?P<block>.+)\.paths\.(?P<index>\d+)\.(?P<rest>.+)$")
 
 def _check_form(form: str, argument: str) -> None:
     if form not in BLOCK_FORMS:
-        raise ValueError(f"{argument}={form!r} is not a block form; expected one of 'a', 'b', 'c'")
+        raise ConfigError(f"{argument}={form!r} is not a block form; expected one of 'a', 'b', 'c'")
 
 
 def _split(tensor: torch.Tensor, chunks: int, dim: int) -> list[torch.Tensor]:
@@ -75,7 +77,7 @@ def to_grouped_form(state_dict: StateDict) -> StateDict:
     for block, parts in paths.items():
         for rest, by_index in parts.items():
             if sorted(by_index) != list(range(len(by_index))):
-                raise ValueError(
+                raise WeightsError(
                     f"{block}.paths.*.{rest}: paths {sorted(by_index)} are not numbered 0..C-1"
                 )
             # Path i's last 1x1 (form a) holds columns of conv3; everything else rows.

@@ -17,6 +17,7 @@ from typing import Any, Optional
 from detectron2.layers import CNNBlockBase
 from detectron2.modeling.backbone.resnet import BasicStem, BottleneckBlock, ResNet
 
+from ..errors import ConfigError
 from .block_forms import BLOCK_FORMS
 from .blocks import GN_GROUPS, EarlyConcatBlock, SplitTransformSumBlock
 from .speed import MEMORY_FORMATS, fold_frozen_norms, set_memory_format
@@ -70,7 +71,7 @@ def _is_int(value: Any) -> bool:
 
 def _require_positive_int(key: str, value: Any) -> None:
     if not _is_int(value) or value < 1:
-        raise ValueError(f"{_key(key)}={value!r} is invalid; expected an integer >= 1")
+        raise ConfigError(f"{_key(key)}={value!r} is invalid; expected an integer >= 1")
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class ResNeXtSpec:
     def __post_init__(self) -> None:
         if not _is_int(self.depth) or self.depth not in BLOCKS_PER_STAGE:
             allowed = ", ".join(str(d) for d in BLOCKS_PER_STAGE)
-            raise ValueError(
+            raise ConfigError(
                 f"{_key('DEPTH')}={self.depth!r} is not supported; expected one of {allowed}"
             )
         _require_positive_int("CARDINALITY", self.cardinality)
@@ -113,16 +114,16 @@ class ResNeXtSpec:
         _require_positive_int("STEM_OUT_CHANNELS", self.stem_out_channels)
         _require_positive_int("RES2_OUT_CHANNELS", self.res2_out_channels)
         if self.block_form not in BLOCK_FORMS:
-            raise ValueError(
+            raise ConfigError(
                 f"{_key('BLOCK_FORM')}={self.block_form!r} is not a block form; expected one of "
                 "'a' (split-transform-sum), 'b' (early concatenation), 'c' (grouped convolution)"
             )
         if not isinstance(self.stride_in_1x1, bool):
-            raise ValueError(
+            raise ConfigError(
                 f"{_key('STRIDE_IN_1X1')}={self.stride_in_1x1!r} is invalid; expected True or False"
             )
         if self.norm not in NORMS:
-            raise ValueError(
+            raise ConfigError(
                 f"{_key('NORM')}={self.norm!r} is not supported; expected one of {', '.join(NORMS)}"
             )
         if self.norm == "GN":
@@ -135,12 +136,12 @@ class ResNeXtSpec:
             ("CARDINALITY x BOTTLENECK_WIDTH", self.cardinality * self.bottleneck_width),
         ]:
             if channels % GN_GROUPS:
-                raise ValueError(
+                raise ConfigError(
                     f"{_key('NORM')}='GN' needs channel counts divisible by {GN_GROUPS}, "
                     f"but {_key(name)} gives {channels}"
                 )
         if self.block_form != "c" and GN_GROUPS % self.cardinality:
-            raise ValueError(
+            raise ConfigError(
                 f"{_key('BLOCK_FORM')}={self.block_form!r} with {_key('NORM')}='GN' needs "
                 f"{_key('CARDINALITY')} to divide {GN_GROUPS} (each path holds whole GN groups), "
                 f"got {self.cardinality}; use BLOCK_FORM 'c'"
@@ -151,7 +152,7 @@ class ResNeXtSpec:
         """Read the spec from ``cfg.MODEL.RESNEXT`` (see :func:`add_resnext_config`)."""
         node = cfg.MODEL.get("RESNEXT")
         if node is None:
-            raise ValueError(
+            raise ConfigError(
                 "the config has no MODEL.RESNEXT node; call resnext_det.add_resnext_config(cfg) "
                 "before merging a ResNeXt config"
             )
@@ -212,10 +213,10 @@ def check_out_features(out_features: Sequence[str], key: str = _key("OUT_FEATURE
     """Return ``out_features`` as a list, or raise if one names no stage of the network."""
     out_features = list(out_features)
     if not out_features:
-        raise ValueError(f"{key}=[] is empty; expected names among {', '.join(FEATURE_NAMES)}")
+        raise ConfigError(f"{key}=[] is empty; expected names among {', '.join(FEATURE_NAMES)}")
     for name in out_features:
         if name not in FEATURE_NAMES:
-            raise ValueError(
+            raise ConfigError(
                 f"{key}={out_features!r} names {name!r}, which is no stage of the network; "
                 f"expected names among {', '.join(FEATURE_NAMES)}"
             )
@@ -225,11 +226,11 @@ def check_out_features(out_features: Sequence[str], key: str = _key("OUT_FEATURE
 def check_speed_options(fold_frozen_bn: Any, memory_format: Any) -> None:
     """Raise a ValueError naming the key of an invalid speed option."""
     if not isinstance(fold_frozen_bn, bool):
-        raise ValueError(
+        raise ConfigError(
             f"{_key('FOLD_FROZEN_BN')}={fold_frozen_bn!r} is invalid; expected True or False"
         )
     if memory_format not in MEMORY_FORMATS:
-        raise ValueError(
+        raise ConfigError(
             f"{_key('MEMORY_FORMAT')}={memory_format!r} is not supported; expected one of "
             f"{', '.join(MEMORY_FORMATS)}"
         )
@@ -261,7 +262,7 @@ def build_resnext(
     """
     out_features = check_out_features(out_features)
     if not _is_int(freeze_at) or not 0 <= freeze_at <= len(FEATURE_NAMES):
-        raise ValueError(
+        raise ConfigError(
             f"{_key('FREEZE_AT')}={freeze_at!r} is invalid; expected an integer in 0..5"
         )
     check_speed_options(fold_frozen_bn, memory_format)

@@ -4,6 +4,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling.roi_heads import Res5ROIHeads
 from torch import nn
 
+from ..errors import ConfigError
 from .resnext import ResNeXtSpec, check_speed_options
 from .speed import fold_frozen_norms, set_memory_format
 
@@ -46,24 +47,24 @@ def check_c4_inputs(cfg, input_shape: dict[str, ShapeSpec]) -> None:
     out_features = list(cfg.MODEL.RESNEXT.OUT_FEATURES)
     in_features = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
     if in_features != [C4_FEATURE]:
-        raise ValueError(
+        raise ConfigError(
             f"MODEL.ROI_HEADS.IN_FEATURES={in_features!r} is invalid for the C4 head {head}; "
             f"expected ['{C4_FEATURE}']"
         )
     if C4_FEATURE not in input_shape:
-        raise ValueError(
+        raise ConfigError(
             f"MODEL.ROI_HEADS.NAME={head!r} (C4) needs the backbone feature '{C4_FEATURE}', "
             f"but the backbone gives only {sorted(input_shape)} "
             f"(MODEL.RESNEXT.OUT_FEATURES={out_features!r}); expected ['{C4_FEATURE}']"
         )
     if "res5" in input_shape:
-        raise ValueError(
+        raise ConfigError(
             f"MODEL.RESNEXT.OUT_FEATURES={out_features!r} builds res5 in the backbone, but the "
             f"C4 head {head} holds res5 itself; expected ['{C4_FEATURE}']"
         )
     expected_channels = spec.stage_out_channels(C4_FEATURE)
     if input_shape[C4_FEATURE].channels != expected_channels:
-        raise ValueError(
+        raise ConfigError(
             f"the backbone's '{C4_FEATURE}' has {input_shape[C4_FEATURE].channels} channels, but "
             f"res5 of {spec} in {head} expects {expected_channels} "
             "(MODEL.RESNEXT.RES2_OUT_CHANNELS x 4)"

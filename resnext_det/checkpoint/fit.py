@@ -1,0 +1,95 @@
+"""Does a weight file fit a model? Checked before a run, not discovered after it.
+
+Detectron2 loads what matches and logs the rest: a file of another depth or template,
+or a truncated one, starts a run from partly random weights, and only the log says so.
+:func:`check_weights_fit` instead reads the file as Detectron2 will (its name matching
+included) and fails, naming the tensors, when the weights do not cover what they must.
+"""
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Optional
+
+from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
+from detectron2.utils.file_io import PathManager
+from torch import nn
+
+from ..errors import WeightsError
+from .safe_load import SafeDetectionCheckpointer, UnsafePickleError, read_checkpoint
+
+__all__ = ["check_weights_fit", "pretrained_scope"]
+
+# Buffers Detectron2 builds from the config, not from weights.
+_CONFIG_BUFFERS = ("pixel_mean", "pixel_std", "cell_anchors")
+
+
+def pretrained_scope(key: str) -> bool:
+    """The tensors ImageNet weights must provide: the ResNeXt trunk and the C4 head's res5."""
+    return key.startswith(("backbone.bottom_up.", "roi_heads.res5.")) or (
+        key.startswith("backbone.")
+        and key.split(".")[1] in ("stem", "res2", "res3", "res4", "res5")
+    )
+
+
+def check_weights_fit(
+    model: nn.Module,
+    path: str,
+    scope: Optional[Callable[[str], bool]] = None,
+    what: str = "MODEL.WEIGHTS",
+) -> int:
+    """Raise unless the file at ``path`` provides every tensor of ``model`` in ``scope``.
+
+    Args:
+        model: the model the weights will be loaded into.
+        path: the weight file (read safely: no code in it runs).
+        scope: which of the model's tensor names must be provided (default: all of them
+            but the buffers Detectron2 builds from the config).
+        what: how the file is named in the error (the config key, or "the last checkpoint").
+
+    Returns:
+        How many of the model's tensors the file provides.
+
+    Raises:
+        WeightsError: the file cannot be read, or leaves tensors in scope unprovided or of
+            another shape (the first few are named, with both shapes).
+    """
+    if not Path(PathManager.get_local_path(path.split("?")[0])).is_file():
+        raise WeightsError(f"{what}={path!r} does not exist; expected a weight file")
+    try:
+        checkpoint = read_checkpoint(path)
+    except UnsafePickleError:
+        raise
+    except (OSError, RuntimeError, EOFError, ValueError) as e:  # missing, truncated, not torch
+        raise WeightsError(f"{what}={path!r} cannot be read ({e}); expected a weight file") from e
+    weights = checkpoint.get("model", checkpoint)
+    if not isinstance(weights, dict):
+        raise WeightsError(f"{what}={path!r} holds no state dict; expected a weight file")
+    model_state = model.state_dict()
+    if checkpoint.get("matching_heuristics", False):
+        SafeDetectionCheckpointer(model)._convert_ndarray_to_tensor(weights)
+        matcher = logging.getLogger("detectron2.checkpoint.c2_model_loading")
+        level, matcher.level = matcher.level, logging.ERROR  # its table is for the real load
+        try:
+            weights = align_and_update_state_dicts(
+                model_state, weights, c2_conversion=checkpoint.get("__author__") == "Caffe2"
+            )
+        finally:
+            matcher.setLevel(level)
+    scope = scope or (lambda key: not key.endswith(_CONFIG_BUFFERS))
+    wanted = [key for key in model_state if scope(key) and not key.endswith(_CONFIG_BUFFERS)]
+    missing, wrong = [], []
+    for key in wanted:
+        value = weights.get(key)
+        if value is None:
+            missing.append(key)
+        elif tuple(value.shape) != tuple(model_state[key].shape):
+            wrong.append(f"{key} {tuple(value.shape)} vs {tuple(model_state[key].shape)}")
+    if missing or wrong:
+        raise WeightsError(
+            f"{what}={path!r} does not fit the model: of its {len(wanted)} tensors that the "
+            f"file must provide, {len(missing)} are missing (e.g. {missing[:3]}) and "
+            f"{len(wrong)} have another shape (e.g. {wrong[:2]}); expected weights of the "
+            "configured network (depth, template, widths)"
+        )
+    return len(wanted)

@@ -1,0 +1,208 @@
+"""What a faulty detection dataset does to a run: one policy, applied before it starts.
+
+- An image file missing, or not an image (no readable header): fail at start.
+- An image whose size differs from its annotated width/height: fail at start.
+- An unknown category id: fail at start (Detectron2's COCO loader finds it; reworded).
+- A box with a width or height <= 0, or not 4 finite numbers: dropped, counted.
+- A box reaching outside its image: clipped to it, counted; dropped if nothing is left.
+- An image without annotations: training skips it (``FILTER_EMPTY_ANNOTATIONS``, counted
+  by Detectron2); evaluation keeps it.
+- Image data corrupt past its header (found only when decoded): training skips the image
+  with a warning naming it; evaluation fails, naming it.
+
+Failing at start means before the first iteration, with one line naming the dataset, how
+many images are affected and a few of them. Nothing is skipped silently.
+"""
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+from detectron2.data import DatasetCatalog, DatasetMapper
+from detectron2.data.detection_utils import SizeMismatchError
+from detectron2.structures import BoxMode
+from PIL import Image
+
+from ..errors import ConfigError, DataError
+
+__all__ = [
+    "DataReport",
+    "SkippingDatasetMapper",
+    "check_image_files",
+    "load_registered",
+    "sanitize_annotations",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DataReport:
+    """What :func:`sanitize_annotations` changed, per kind of fault."""
+
+    dataset: str
+    images: int = 0
+    counts: Counter = field(default_factory=Counter)
+    examples: dict[str, list[Any]] = field(default_factory=dict)
+
+    def add(self, fault: str, example: Any) -> None:
+        self.counts[fault] += 1
+        examples = self.examples.setdefault(fault, [])
+        if len(examples) < 3:
+            examples.append(example)
+
+    def summary(self) -> str:
+        if not self.counts:
+            return f"{self.dataset}: {self.images} images, no annotation needed fixing"
+        parts = [
+            f"{n} {fault} (e.g. image {self.examples[fault]})" for fault, n in self.counts.items()
+        ]
+        return f"{self.dataset}: {self.images} images; " + "; ".join(parts)
+
+
+def _xyxy(annotation: dict) -> Optional[np.ndarray]:
+    box = annotation.get("bbox")
+    mode = annotation.get("bbox_mode", BoxMode.XYWH_ABS)
+    try:
+        values = np.asarray(BoxMode.convert(list(box), mode, BoxMode.XYXY_ABS), dtype=np.float64)
+    except (TypeError, ValueError, AssertionError):
+        return None
+    return values if values.shape == (4,) else None
+
+
+def sanitize_annotations(
+    dataset_dicts: Sequence[dict], dataset: str
+) -> tuple[list[dict], DataReport]:
+    """Drop degenerate boxes and clip boxes to their image, as the policy above says.
+
+    Records are copied, never changed in place; boxes are rewritten in ``XYXY_ABS``.
+
+    Returns:
+        The cleaned records and a report of every change.
+    """
+    report = DataReport(dataset, images=len(dataset_dicts))
+    cleaned = []
+    for record in dataset_dicts:
+        width, height = record.get("width"), record.get("height")
+        annotations = []
+        for annotation in record.get("annotations", []):
+            box = _xyxy(annotation)
+            if box is None or not np.isfinite(box).all():
+                report.add(
+                    "degenerate boxes dropped (not 4 finite numbers)", record.get("image_id")
+                )
+                continue
+            x0, y0, x1, y1 = box
+            if x1 - x0 <= 0 or y1 - y0 <= 0:
+                report.add(
+                    "degenerate boxes dropped (width or height <= 0)", record.get("image_id")
+                )
+                continue
+            if width and height:
+                clipped = np.clip(box, 0, [width, height, width, height])
+                if not np.array_equal(clipped, box):
+                    if clipped[2] - clipped[0] <= 0 or clipped[3] - clipped[1] <= 0:
+                        report.add(
+                            "boxes dropped (entirely outside the image)", record.get("image_id")
+                        )
+                        continue
+                    report.add("boxes clipped to the image", record.get("image_id"))
+                    box = clipped
+            annotations.append({**annotation, "bbox": box.tolist(), "bbox_mode": BoxMode.XYXY_ABS})
+        cleaned.append(
+            {**record, "annotations": annotations} if "annotations" in record else dict(record)
+        )
+    if report.counts:
+        logger.warning(report.summary())
+    return cleaned, report
+
+
+def _header_problem(record: dict) -> Optional[str]:
+    """Why the image of ``record`` cannot be used, from its file header; None if it can."""
+    path = record.get("file_name")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except FileNotFoundError:
+        return f"missing: {path}"
+    except (OSError, ValueError) as e:  # not an image, unreadable, truncated header
+        return f"unreadable ({e.__class__.__name__}): {path}"
+    expected = (record.get("width"), record.get("height"))
+    if None not in expected and expected != (width, height):
+        return (
+            f"size {width}x{height} where the annotations say {expected[0]}x{expected[1]}: {path}"
+        )
+    return None
+
+
+def check_image_files(dataset_dicts: Iterable[dict], dataset: str, workers: int = 8) -> int:
+    """Check that every image exists, has a readable header and the annotated size.
+
+    Reads only the file headers (a fraction of a millisecond each), in ``workers`` threads.
+
+    Returns:
+        The number of images checked.
+
+    Raises:
+        DataError: naming how many images fail and a few of them.
+    """
+    records = list(dataset_dicts)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        problems = [p for p in pool.map(_header_problem, records) if p is not None]
+    if problems:
+        raise DataError(
+            f"dataset {dataset!r}: {len(problems)} of {len(records)} images cannot be used "
+            f"({'; '.join(problems[:3])}); expected every listed image on disk, readable, of "
+            "the annotated size"
+        )
+    return len(records)
+
+
+class SkippingDatasetMapper(DatasetMapper):
+    """Detectron2's ``DatasetMapper`` that skips an image whose data turns out corrupt.
+
+    Returning None makes Detectron2's training loader draw another image (it warns after
+    three in a row); each skip is logged with the file and counted here.
+    """
+
+    skipped = 0
+
+    def __call__(self, dataset_dict: dict) -> Optional[dict]:
+        try:
+            return super().__call__(dataset_dict)
+        except (OSError, SizeMismatchError, ValueError, SyntaxError) as e:
+            if not self.is_train:
+                raise DataError(
+                    f"image {dataset_dict.get('file_name')} cannot be decoded ({e}); "
+                    "expected a readable image (evaluation does not skip images)"
+                ) from e
+            type(self).skipped += 1
+            logger.warning(
+                f"skipping image {dataset_dict.get('file_name')} (corrupt: {e}); "
+                f"{type(self).skipped} skipped so far in this process"
+            )
+            return None
+
+
+def load_registered(name: str) -> list[dict]:
+    """A registered dataset's records, with loader errors turned into one-line errors."""
+    if name not in DatasetCatalog.list():
+        some = ", ".join(sorted(DatasetCatalog.list())[:8])
+        raise ConfigError(
+            f"dataset {name!r} is not registered; expected a name such as {some}, ... "
+            "(see datasets/README.md for the COCO splits and the demo data)"
+        )
+    try:
+        return DatasetCatalog.get(name)
+    except FileNotFoundError as e:
+        raise DataError(
+            f"dataset {name!r}: {e.filename or e} does not exist; expected its annotation "
+            "file (see datasets/README.md)"
+        ) from e
+    except (KeyError, ValueError, AssertionError) as e:  # bad json, unknown category id, ...
+        reason = e.args[0] if e.args else e
+        raise DataError(f"dataset {name!r} cannot be loaded: {reason}") from e

@@ -1,0 +1,45 @@
+"""Errors that are the user's to fix, told apart from the project's own.
+
+A :class:`UserError` names the bad value and what was expected in one line; the tools
+print it and exit with code 2, without a traceback (``resnext_det.cli``). Any other
+exception is a bug of ours or of a library and keeps its traceback. Each class also
+derives from the builtin a caller would expect (a bad config value is a ``ValueError``,
+a missing file a ``FileNotFoundError``), so ``except ValueError`` keeps working.
+"""
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "MissingFileError",
+    "TrainingDiverged",
+    "UserError",
+    "WeightsError",
+]
+
+
+class UserError(Exception):
+    """Something the user gave (a config, a path, data, weights) is not what is expected."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError, ValueError):
+    """A config file, key or value is invalid."""
+
+
+class DataError(UserError, ValueError):
+    """A dataset's files or annotations are not usable."""
+
+
+class MissingFileError(UserError, FileNotFoundError):
+    """A file or folder the run needs does not exist."""
+
+
+class WeightsError(UserError, ValueError):
+    """A weight file cannot be read safely, or does not fit the model."""
+
+
+class TrainingDiverged(UserError, FloatingPointError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+    exit_code = 3
