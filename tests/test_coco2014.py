@@ -100,6 +100,17 @@ def test_each_problem_is_one_clear_line(tmp_path):
     assert any("1 of the 2 images" in e and "COCO_val2017_000000000006.jpg" in e for e in errors)
     assert any("coco_2014_minival has 2 images" in e and "expected 5000" in e for e in errors)
     assert any("coco_2014_trainval35k has 4 images" in e and "expected 118287" in e for e in errors)
+    assert any("coco_2014_minival has 2 annotations" in e and "expected 36781" in e for e in errors)
+
+
+def test_a_malformed_json_is_one_problem_not_a_crash(tmp_path):
+    coco = _coco_2017(tmp_path)
+    (coco / "annotations" / "instances_val2017.json").write_text('{"images": [{"id": 5}]}')
+    problems = check_coco(tmp_path, expect_full=False)
+    assert problems == [
+        f"{coco / 'annotations' / 'instances_val2017.json'}: an entry of 'images' lacks "
+        "('id', 'file_name'): {'id': 5}"
+    ]
 
 
 def test_no_layout_and_a_bad_id_list(tmp_path):

@@ -1,4 +1,4 @@
-"""A run killed at any moment resumes: checkpoints are never left half-written."""
+"""A run killed at any moment resumes: nothing is left half-written, runs end as if never killed."""
 
 import os
 import re
@@ -81,3 +81,104 @@ def test_kill_9_then_resume_reaches_the_final_iteration(demo_root, tmp_path):
     assert 4 <= start < 8
     final = torch.load(out / "model_final.pth", weights_only=True)
     assert final["iteration"] == 7
+
+
+def _wait_for(path_check, process, seconds=300):
+    deadline = time.monotonic() + seconds
+    while not path_check():
+        assert process.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "the run never reached the point to kill it"
+        time.sleep(0.05)
+
+
+def test_kill_9_during_the_fast_rcnn_step_then_the_same_command_finishes(demo_root, tmp_path):
+    """Appendix B: killed in step 2, the rerun skips step 1 and the proposals, resumes step 2
+    from its last checkpoint, and evaluates."""
+    out = tmp_path / "recipe"
+    command = [
+        sys.executable, str(REPO / "tools" / "train_appendix_b.py"),
+        "--rpn-config-file", str(REPO / "configs" / "demo" / "appendix_b_rpn.yaml"),
+        "--config-file", str(REPO / "configs" / "demo" / "appendix_b_fast_rcnn.yaml"),
+        "--output-dir", str(out), *TINY_DEMO_OPTS,
+        "MODEL.RPN.POST_NMS_TOPK_TEST", "300", "SOLVER.MAX_ITER", "10",
+        "SOLVER.CHECKPOINT_PERIOD", "2",
+    ]  # fmt: skip
+    env = {**os.environ, "DETECTRON2_DATASETS": str(demo_root)}
+    run = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    tag = out / "fast_rcnn" / "last_checkpoint"
+    try:
+        _wait_for(lambda: tag.exists() and tag.read_text() >= "model_0000003.pth", run)
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+    assert not (out / "fast_rcnn" / "stage_done.json").exists()
+
+    rerun = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    log = rerun.stdout + rerun.stderr
+    assert rerun.returncode == 0, log[-3000:]
+    assert "stage 'rpn': complete, skipped" in log and "stage 'proposals': complete, skipped" in log
+    start = int(re.search(r"Starting training from iteration (\d+)", log).group(1))
+    assert 4 <= start < 10
+    final = torch.load(out / "fast_rcnn" / "model_final.pth", weights_only=True)
+    assert final["iteration"] == 9
+    assert (out / "evaluate" / "stage_done.json").is_file()
+
+
+def test_kill_9_then_resume_pretraining_ends_as_an_uninterrupted_run(tmp_path):
+    from ._photos import make_image_folder
+    from .test_pretrain import TINY, X50
+
+    folder = make_image_folder(tmp_path / "imagenet")
+
+    def command(out, *flags):
+        return [
+            sys.executable, str(REPO / "tools" / "pretrain_imagenet.py"), *flags,
+            "--config-file", str(X50), *TINY, "DATA.ROOT", str(folder), "OUTPUT_DIR", str(out),
+            "SOLVER.MAX_ITER", "12", "SOLVER.CHECKPOINT_PERIOD", "2", "TEST.EVAL_PERIOD", "0",
+        ]  # fmt: skip
+
+    straight = subprocess.run(
+        command(tmp_path / "straight"), cwd=REPO, capture_output=True, text=True
+    )
+    assert straight.returncode == 0, straight.stderr[-3000:]
+
+    out = tmp_path / "killed"
+    run = subprocess.Popen(
+        command(out), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    tag = out / "last_checkpoint"
+    try:
+        _wait_for(lambda: tag.exists() and tag.read_text() >= "model_0000004.pth", run)
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+    assert not (out / "model_final.pth").exists()
+    resumed = subprocess.run(command(out, "--resume"), cwd=REPO, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert re.search(
+        r"resumed from .*model_00000(0[4-9]|1[01])\.pth", resumed.stdout + resumed.stderr
+    )
+
+    expected = torch.load(tmp_path / "straight" / "model_final.pth", weights_only=True)
+    actual = torch.load(out / "model_final.pth", weights_only=True)
+    assert actual["iteration"] == expected["iteration"] == 12
+    for name, value in expected["model"].items():
+        torch.testing.assert_close(actual["model"][name], value, rtol=0, atol=0, msg=name)
+
+
+def test_kill_9_while_preparing_the_demo_data_then_a_rerun_completes_it(tmp_path):
+    from resnext_det.data import is_prepared, prepare_demo_dataset
+
+    code = "import sys; from resnext_det.data import prepare_demo_dataset; prepare_demo_dataset(sys.argv[1])"
+    run = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=REPO)
+    try:
+        _wait_for(lambda: any(tmp_path.glob(".demo_trees-*/*/*.png")), run)
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+    assert not is_prepared(tmp_path) and any(tmp_path.glob(".demo_trees-*"))  # half-built
+    prepare_demo_dataset(tmp_path)
+    assert is_prepared(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo_trees"]  # the leftover is gone

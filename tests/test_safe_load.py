@@ -59,3 +59,31 @@ def test_torch_checkpoint_loads_with_weights_only(tmp_path):
     with pytest.raises(pickle.UnpicklingError):
         SafeDetectionCheckpointer(_backbone()).load(str(evil))
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_config_naming_python_objects_is_refused_and_does_not_run(tmp_path):
+    """Detectron2 loads yaml unsafely by default; a config file could run code."""
+    from resnext_det.config import get_pretrain_cfg, merge_config
+    from resnext_det.engine import build_config
+    from resnext_det.errors import ConfigError
+
+    marker = tmp_path / "pwned"
+    config = tmp_path / "evil.yaml"
+    config.write_text(f'MODEL:\n  WEIGHTS: !!python/object/apply:os.system ["touch {marker}"]\n')
+    with pytest.raises(ConfigError, match="asks the yaml loader to build a Python object"):
+        build_config(str(config))
+    with pytest.raises(ConfigError, match="asks the yaml loader to build a Python object"):
+        merge_config(get_pretrain_cfg(), str(config))
+    assert not marker.exists()
+
+
+def test_a_crafted_cifar_batch_is_refused_and_does_not_run(tmp_path):
+    from resnext_det.data.classification import CifarDataset
+
+    marker = tmp_path / "pwned"
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    (folder / "data_batch_1").write_bytes(pickle.dumps({"data": _Exploit(marker), "labels": [0]}))
+    with pytest.raises(UnsafePickleError, match="refusing to load"):
+        CifarDataset(tmp_path, "cifar10", train=True)
+    assert not marker.exists()

@@ -32,6 +32,12 @@ def pretrained_scope(key: str) -> bool:
     )
 
 
+def _longest_suffix_match(key: str, names) -> Optional[str]:
+    """The longest of ``names`` that is ``key`` or a dotted suffix of it (Detectron2's rule)."""
+    matches = [name for name in names if key == name or key.endswith("." + name)]
+    return max(matches, key=len) if matches else None
+
+
 def check_weights_fit(
     model: nn.Module,
     path: str,
@@ -66,6 +72,7 @@ def check_weights_fit(
     if not isinstance(weights, dict):
         raise WeightsError(f"{what}={path!r} holds no state dict; expected a weight file")
     model_state = model.state_dict()
+    given = weights
     if checkpoint.get("matching_heuristics", False):
         SafeDetectionCheckpointer(model)._convert_ndarray_to_tensor(weights)
         matcher = logging.getLogger("detectron2.checkpoint.c2_model_loading")
@@ -80,16 +87,19 @@ def check_weights_fit(
     wanted = [key for key in model_state if scope(key) and not key.endswith(_CONFIG_BUFFERS)]
     missing, wrong = [], []
     for key in wanted:
+        # Detectron2's matching drops a same-named tensor of another shape: find it again.
         value = weights.get(key)
+        if value is None:
+            value = given.get(_longest_suffix_match(key, given), None)
         if value is None:
             missing.append(key)
         elif tuple(value.shape) != tuple(model_state[key].shape):
             wrong.append(f"{key} {tuple(value.shape)} vs {tuple(model_state[key].shape)}")
     if missing or wrong:
         raise WeightsError(
-            f"{what}={path!r} does not fit the model: of its {len(wanted)} tensors that the "
-            f"file must provide, {len(missing)} are missing (e.g. {missing[:3]}) and "
-            f"{len(wrong)} have another shape (e.g. {wrong[:2]}); expected weights of the "
-            "configured network (depth, template, widths)"
+            f"{what}={path!r} does not fit the model: of the {len(wanted)} tensors it must "
+            f"provide, {len(wrong)} have another shape (e.g. {wrong[:2]}) and {len(missing)} "
+            f"are missing (e.g. {missing[:3]}); expected weights of the configured network "
+            "(depth, template, widths)"
         )
     return len(wanted)

@@ -39,6 +39,8 @@ __all__ = [
 
 COCO_SPLITS = ("coco_2014_trainval35k", "coco_2014_minival")
 FULL_COCO_IMAGES = {"coco_2014_trainval35k": 118287, "coco_2014_minival": 5000}
+# Object annotations: those of train2017 and val2017, the same images and boxes.
+FULL_COCO_ANNOTATIONS = {"coco_2014_trainval35k": 860001, "coco_2014_minival": 36781}
 MINIVAL_IDS_FILE = "minival2014_ids.txt"
 
 
@@ -145,33 +147,60 @@ def check_coco(root: os.PathLike, expect_full: bool = True) -> list[str]:
     problems, split_ids = [], {}
     for split, parts in layout.parts.items():
         ids: set[int] = set()
+        annotations = 0
         for js, image_root in parts:
             try:
                 data = _read_json(js)
             except (OSError, ValueError) as e:
                 problems.append(f"{js}: not a readable json ({e})")
                 continue
-            images = {i["id"]: i["file_name"] for i in data.get("images", [])}
+            malformed = _structure_problem(data)
+            if malformed:
+                problems.append(f"{js}: {malformed}")
+                continue
+            images = {i["id"]: i["file_name"] for i in data["images"]}
             missing = [name for name in images.values() if not (image_root / name).is_file()]
             if missing:
                 problems.append(
                     f"{image_root}: {len(missing)} of the {len(images)} images that {js.name} "
                     f"lists are missing (e.g. {missing[0]})"
                 )
-            orphans = sum(a["image_id"] not in images for a in data.get("annotations", []))
+            orphans = sum(a["image_id"] not in images for a in data["annotations"])
             if orphans:
                 problems.append(f"{js}: {orphans} annotations point at images it does not list")
             ids |= set(images)
+            annotations += len(data["annotations"])
         split_ids[split] = ids
-        if expect_full and len(ids) != FULL_COCO_IMAGES[split]:
-            problems.append(
-                f"{split} has {len(ids)} images in the {layout.form} layout; expected "
-                f"{FULL_COCO_IMAGES[split]} (the full split)"
-            )
+        if expect_full:
+            for what, found, full in (
+                ("images", len(ids), FULL_COCO_IMAGES[split]),
+                ("annotations", annotations, FULL_COCO_ANNOTATIONS[split]),
+            ):
+                if found != full:
+                    problems.append(
+                        f"{split} has {found} {what} in the {layout.form} layout; expected "
+                        f"{full} (the full split)"
+                    )
     shared = split_ids["coco_2014_trainval35k"] & split_ids["coco_2014_minival"]
     if shared:
         problems.append(f"{len(shared)} images are in both trainval35k and minival; expected none")
     return problems
+
+
+def _structure_problem(data: object) -> Optional[str]:
+    """What makes ``data`` no COCO instances json, or None."""
+    if not isinstance(data, dict):
+        return f"holds a {type(data).__name__}; expected a COCO json object"
+    for key, fields in (("images", ("id", "file_name")), ("annotations", ("image_id",))):
+        entries = data.get(key)
+        if not isinstance(entries, list):
+            return f"has no list under {key!r}; expected a COCO instances json"
+        for entry in entries:
+            if not isinstance(entry, dict) or any(f not in entry for f in fields):
+                return f"an entry of {key!r} lacks {fields}: {str(entry)[:80]}"
+            if not all(isinstance(entry[f], (int, str)) for f in fields):
+                return f"an entry of {key!r} has {fields} of the wrong type: {str(entry)[:80]}"
+    return None
 
 
 def _load_split(parts: Iterable[tuple[Path, Path]], name: str) -> list[dict]:

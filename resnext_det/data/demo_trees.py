@@ -212,6 +212,8 @@ def prepare_demo_dataset(
         )
 
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{DATASET_DIRNAME}-*"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{DATASET_DIRNAME}-", dir=target.parent))
     try:
         for split in SPLITS:

@@ -86,7 +86,12 @@ def load_proposal_file(path: os.PathLike) -> dict[str, Any]:
     lengths = {k: len(data[k]) for k in ("ids", "boxes", "objectness_logits")}
     if len(set(lengths.values())) != 1:
         raise DataError(f"{path} has lists of unequal length {lengths}; expected one per image")
-    data["bbox_mode"] = BoxMode(data.get("bbox_mode", BoxMode.XYXY_ABS.value))
+    mode = data.get("bbox_mode", BoxMode.XYXY_ABS.value)
+    try:
+        data["bbox_mode"] = BoxMode(mode)
+    except ValueError as e:
+        allowed = ", ".join(f"{m.value} ({m.name})" for m in BoxMode)
+        raise DataError(f"{path} has bbox_mode={mode!r}; expected one of {allowed}") from e
     return data
 
 

@@ -203,6 +203,6 @@ def load_registered(name: str) -> list[dict]:
             f"dataset {name!r}: {e.filename or e} does not exist; expected its annotation "
             "file (see datasets/README.md)"
         ) from e
-    except (KeyError, ValueError, AssertionError) as e:  # bad json, unknown category id, ...
+    except (KeyError, ValueError, TypeError, AssertionError) as e:  # bad json, unknown id, ...
         reason = e.args[0] if e.args else e
         raise DataError(f"dataset {name!r} cannot be loaded: {reason}") from e

@@ -312,6 +312,14 @@ class Pretrainer:
         self._sync()
 
     def _save(self, name: str) -> None:
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            last = self.checkpointer.get_checkpoint_file() or "none written yet"
+            raise TrainingDiverged(
+                f"the weights became infinite or NaN by iteration {self.iteration} (the loss "
+                f"was still finite); training stopped without saving them, so the last "
+                f"checkpoint ({last}) is intact; expected finite weights: lower "
+                "SOLVER.BASE_LR or add SOLVER.WARMUP_EPOCHS, then rerun with --resume"
+            )
         self.checkpointer.save(
             name,
             iteration=self.iteration,

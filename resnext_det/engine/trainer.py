@@ -6,10 +6,11 @@ import weakref
 from collections.abc import Sequence
 from typing import Optional
 
+import torch
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
 from detectron2.data.build import filter_images_with_only_crowd_annotations
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.utils import comm
 
@@ -119,6 +120,32 @@ def load_dataset_dicts(cfg: CfgNode, names: Sequence[str], is_train: bool) -> li
     return dicts
 
 
+class FiniteWeightsCheckpointer(hooks.PeriodicCheckpointer):
+    """Detectron2's periodic checkpointer, which refuses to save non-finite weights.
+
+    The loss is checked before every step, but one step can still blow the weights up to
+    inf with a finite loss; saving them would make the last checkpoint worthless. Checked
+    only when a checkpoint is due, so it costs nothing in between.
+    """
+
+    def after_step(self):
+        iteration = self.trainer.iter
+        due = (iteration + 1) % self.period == 0 or iteration >= self.max_iter - 1
+        if due and not all(torch.isfinite(p).all() for p in self.trainer.model.parameters()):
+            last = (
+                self.checkpointer.get_checkpoint_file()
+                if self.checkpointer.has_checkpoint()
+                else ""
+            )
+            raise TrainingDiverged(
+                f"the weights became infinite or NaN at iteration {iteration} (the loss was "
+                f"still finite); training stopped without saving them, so the last checkpoint "
+                f"({last or 'none written yet'}) is intact; expected finite weights: lower "
+                "SOLVER.BASE_LR or raise SOLVER.WARMUP_ITERS, then rerun with --resume"
+            )
+        super().after_step()
+
+
 class _WithoutUserErrorTracebacks(logging.Filter):
     """Detectron2 logs every exception of its training loop with a traceback; a user error
     (a NaN loss among them) is reported by the tool in one line instead."""
@@ -179,6 +206,14 @@ class Trainer(DefaultTrainer):
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return COCOEvaluator(dataset_name, output_dir=output_folder)
+
+    def build_hooks(self):
+        return [
+            FiniteWeightsCheckpointer(self.checkpointer, self.cfg.SOLVER.CHECKPOINT_PERIOD)
+            if type(hook) is hooks.PeriodicCheckpointer
+            else hook
+            for hook in super().build_hooks()
+        ]
 
     def run_step(self):
         try:
