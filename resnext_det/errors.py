@@ -40,6 +40,18 @@ class WeightsError(UserError, ValueError):
 
 
 class TrainingDiverged(UserError, FloatingPointError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss or the weights became NaN or infinite; the last good checkpoint is kept."""
 
     exit_code = 3
+
+    @classmethod
+    def stopped(cls, event: str, checkpointer, warmup_key: str) -> "TrainingDiverged":
+        """The error for ``event`` ("the loss became NaN at iteration 7"), naming the last
+        checkpoint of ``checkpointer`` (an fvcore ``Checkpointer``) and what to change."""
+        last = checkpointer.get_checkpoint_file() if checkpointer.has_checkpoint() else ""
+        return cls(
+            f"{event}; training stopped before the optimizer step or a save could keep it, "
+            f"so the weights of the last checkpoint ({last or 'none written yet'}) are "
+            f"intact; expected finite values: lower SOLVER.BASE_LR or raise {warmup_key}, "
+            "then rerun with --resume"
+        )

@@ -23,8 +23,8 @@ def _assert_diverged(run, out):
     assert "Traceback" not in output
     last = run.stderr.strip().splitlines()[-1]
     match = re.search(
-        r"^error: the (?:loss|weights) became .* (?:at|by) iteration (\d+).* the last checkpoint "
-        r"\((.*?)\) (?:is|are) intact",
+        r"^error: the (?:loss|weights) became .* (?:at|by) iteration (\d+).* so the weights of "
+        r"the last checkpoint \((.*?)\) are intact; expected finite values: lower SOLVER\.BASE_LR",
         last,
     )
     assert match, last

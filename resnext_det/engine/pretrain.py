@@ -313,12 +313,11 @@ class Pretrainer:
 
     def _save(self, name: str) -> None:
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
-            last = self.checkpointer.get_checkpoint_file() or "none written yet"
-            raise TrainingDiverged(
+            raise TrainingDiverged.stopped(
                 f"the weights became infinite or NaN by iteration {self.iteration} (the loss "
-                f"was still finite); training stopped without saving them, so the last "
-                f"checkpoint ({last}) is intact; expected finite weights: lower "
-                "SOLVER.BASE_LR or add SOLVER.WARMUP_EPOCHS, then rerun with --resume"
+                "was still finite)",
+                self.checkpointer,
+                "SOLVER.WARMUP_EPOCHS",
             )
         self.checkpointer.save(
             name,
@@ -426,13 +425,11 @@ class Pretrainer:
         loss = F.cross_entropy(logits.float(), targets)
         if not torch.isfinite(loss):
             # Before the optimizer step: the weights and every checkpoint stay finite.
-            last = self.checkpointer.get_checkpoint_file() or "none written yet"
-            raise TrainingDiverged(
+            raise TrainingDiverged.stopped(
                 f"the loss became {loss.item()} at iteration {self.iteration + 1} (epoch "
-                f"{self.iteration // self.iters_per_epoch + 1}); training stopped before the "
-                f"optimizer step, so the weights and the last checkpoint ({last}) are intact; "
-                "expected finite losses: lower SOLVER.BASE_LR or add SOLVER.WARMUP_EPOCHS, "
-                "then rerun with --resume"
+                f"{self.iteration // self.iters_per_epoch + 1})",
+                self.checkpointer,
+                "SOLVER.WARMUP_EPOCHS",
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()

@@ -132,16 +132,11 @@ class FiniteWeightsCheckpointer(hooks.PeriodicCheckpointer):
         iteration = self.trainer.iter
         due = (iteration + 1) % self.period == 0 or iteration >= self.max_iter - 1
         if due and not all(torch.isfinite(p).all() for p in self.trainer.model.parameters()):
-            last = (
-                self.checkpointer.get_checkpoint_file()
-                if self.checkpointer.has_checkpoint()
-                else ""
-            )
-            raise TrainingDiverged(
+            raise TrainingDiverged.stopped(
                 f"the weights became infinite or NaN at iteration {iteration} (the loss was "
-                f"still finite); training stopped without saving them, so the last checkpoint "
-                f"({last or 'none written yet'}) is intact; expected finite weights: lower "
-                "SOLVER.BASE_LR or raise SOLVER.WARMUP_ITERS, then rerun with --resume"
+                "still finite)",
+                self.checkpointer,
+                "SOLVER.WARMUP_ITERS",
             )
         super().after_step()
 
@@ -219,16 +214,10 @@ class Trainer(DefaultTrainer):
         try:
             super().run_step()
         except FloatingPointError as e:  # Detectron2 checks the losses before the step
-            last = (
-                self.checkpointer.get_checkpoint_file()
-                if self.checkpointer.has_checkpoint()
-                else ""
-            )
-            raise TrainingDiverged(
-                f"the loss became infinite or NaN at iteration {self.iter}; training stopped "
-                "before the optimizer step, so the weights and the last checkpoint "
-                f"({last or 'none written yet'}) are intact; expected finite losses: lower "
-                "SOLVER.BASE_LR or raise SOLVER.WARMUP_ITERS, then rerun with --resume"
+            raise TrainingDiverged.stopped(
+                f"the loss became infinite or NaN at iteration {self.iter}",
+                self.checkpointer,
+                "SOLVER.WARMUP_ITERS",
             ) from e
 
     def train(self):
