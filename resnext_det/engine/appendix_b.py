@@ -320,6 +320,6 @@ class AppendixB:
             recall = json.loads(recall_file.read_text())["recall"]
             table = results_table(cfg, results, recall)
             _write_text_atomically(self.stage_dir("evaluate") / "results.md", table)
-            logger.info("Appendix B results:\n" + table)
+            logger.info(f"Appendix B results in {self.stage_dir('evaluate') / 'results.md'}")
             outputs = {"results": results, "recall": recall, "table": table}
         self._mark_done("evaluate", outputs)
