@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -255,3 +256,25 @@ def test_defaults_are_the_papers():
     cfg = get_pretrain_cfg()
     assert cfg.MODEL.RESNEXT.NORM == "BN" and cfg.MODEL.RESNEXT.STRIDE_IN_1X1 is False
     assert cfg.SOLVER.MOMENTUM == 0.9 and cfg.SOLVER.WEIGHT_DECAY == 1e-4
+
+
+def test_a_corrupt_image_is_skipped_in_training_and_refused_in_evaluation(
+    image_folder, tmp_path, caplog
+):
+    from resnext_det.data.classification import AugmentedDataset, build_classification_data
+    from resnext_det.errors import DataError
+
+    root = tmp_path / "copy"
+    shutil.copytree(image_folder, root)
+    broken = sorted((root / "train" / "florida").iterdir())[0]
+    broken.write_bytes(broken.read_bytes()[:300])  # a JPEG cut short
+    data = build_classification_data(_cfg(root, tmp_path / "out"))
+    train = AugmentedDataset(data.train, data.train_transform, seed=0)
+    with caplog.at_level("WARNING", logger="resnext_det.data.classification"):
+        images = [train[(0, i)][0] for i in range(len(train))]
+    assert len(images) == 36 and all(x.shape == (3, 64, 64) for x in images)
+    assert any(broken.name in r.getMessage() for r in caplog.records)
+    evaluation = AugmentedDataset(data.train, data.test_transform, seed=0, skip_unreadable=False)
+    index = [str(path) for path, _ in data.train.samples].index(str(broken))
+    with pytest.raises(DataError, match=rf"unreadable image .*{broken.name}"):
+        evaluation[index]

@@ -165,14 +165,24 @@ class AugmentedDataset(Dataset):
     """A dataset whose samples are transformed with randomness fixed by (seed, epoch, index).
 
     Indexed by ``(epoch, index)`` keys (see :class:`TrainSampler`) or plain indices (epoch 0).
-    An image that cannot be decoded is replaced by the next readable one, with a warning
-    naming its file, so one corrupt file does not end a run hours in.
+    In training (``skip_unreadable``) an image that cannot be decoded is replaced by the
+    next readable one, with a warning naming its file, so one corrupt file does not end a
+    run hours in; in evaluation it is an error naming the file (a score over other images
+    would not be the score asked for).
     """
 
-    def __init__(self, dataset: Dataset, transform: Callable, seed: int, max_skips: int = 16):
+    def __init__(
+        self,
+        dataset: Dataset,
+        transform: Callable,
+        seed: int,
+        skip_unreadable: bool = True,
+        max_skips: int = 16,
+    ):
         self.dataset = dataset
         self.transform = transform
         self.seed = seed
+        self.skip_unreadable = skip_unreadable
         self.max_skips = max_skips
 
     def __len__(self) -> int:
@@ -191,6 +201,8 @@ class AugmentedDataset(Dataset):
             try:
                 return self.dataset[candidate]
             except OSError as e:  # the dataset names the file
+                if not self.skip_unreadable:
+                    raise DataError(f"unreadable image {e}; expected every image readable") from e
                 logger.warning(f"skipping an unreadable image: {e}")
         raise DataError(
             f"{self.max_skips} unreadable images in a row from index {index}; expected "

@@ -388,7 +388,9 @@ class Pretrainer:
     def evaluate(self) -> dict[str, float]:
         """Top-1/top-5 error on the val split; also as a subset-way classifier (Table 6)
         when the val split holds fewer classes than the model."""
-        dataset = AugmentedDataset(self.data.val, self.data.test_transform, self.cfg.SEED)
+        dataset = AugmentedDataset(
+            self.data.val, self.data.test_transform, self.cfg.SEED, skip_unreadable=False
+        )
         loader = DataLoader(
             dataset,
             batch_size=self.cfg.TEST.IMS_PER_BATCH,

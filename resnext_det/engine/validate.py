@@ -6,7 +6,6 @@ be known before the run (image data corrupt past its header) follows the data po
 :mod:`resnext_det.data.sanitize`.
 """
 
-import logging
 import math
 from collections.abc import Sequence
 
@@ -24,10 +23,9 @@ from .trainer import check_can_train, proposal_file
 
 __all__ = ["check_detection_run", "check_device", "check_solver"]
 
-logger = logging.getLogger(__name__)
-
 
 def check_device(cfg: CfgNode) -> None:
+    """``MODEL.DEVICE`` must exist on this machine (Detectron2's default is 'cuda')."""
     device = str(cfg.MODEL.DEVICE)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(
@@ -72,6 +70,7 @@ def check_solver(cfg: CfgNode, world_size: int = 1) -> None:
 
 
 def check_datasets(cfg: CfgNode, names: Sequence[str], is_train: bool) -> None:
+    """Each dataset loads, every image is usable, enough are annotated, proposals cover all."""
     for name in names:
         records = load_registered(name)
         check_image_files(records, name)
@@ -107,7 +106,7 @@ def check_detection_run(
         UserError: the first problem found, in one line.
     """
     check_device(cfg)
-    if cfg.MODEL.RESNEXT and cfg.MODEL.BACKBONE.NAME.startswith("build_resnext"):
+    if cfg.MODEL.BACKBONE.NAME.startswith("build_resnext"):
         ResNeXtSpec.from_config(cfg)
     if not eval_only:
         check_solver(cfg, world_size)
