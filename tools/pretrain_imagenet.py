@@ -18,6 +18,9 @@ import argparse
 import json
 import logging
 
+import resnext_det  # noqa: F401 (first: it silences Detectron2's import-time warnings)
+
+# isort: split
 from detectron2.utils.logger import setup_logger
 
 from resnext_det.cli import run_tool

@@ -16,6 +16,9 @@ overrides apply to both steps. Schedules scale linearly from 8 GPUs to --num-gpu
 (SOLVER.REFERENCE_WORLD_SIZE). --eval-only runs only the evaluation stage again.
 """
 
+import resnext_det  # noqa: F401 (first: it silences Detectron2's import-time warnings)
+
+# isort: split
 from detectron2.engine import default_argument_parser, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger

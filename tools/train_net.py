@@ -12,6 +12,9 @@ Before any process starts, the run is checked (device, schedule, datasets and th
 images, proposal files, weights); a problem ends it with one line and exit code 2.
 """
 
+import resnext_det  # noqa: F401 (first: it silences Detectron2's import-time warnings)
+
+# isort: split
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
