@@ -86,7 +86,8 @@ CASES = {
         r"MODEL\.META_ARCHITECTURE='GeneralizedRCNN'; expected 'ProposalNetwork'",
     ),
     "pretraining data root": (
-        "tools/pretrain_imagenet.py", ["--config-file", PRETRAIN, "DATA.ROOT", "/nonexistent"],
+        "tools/pretrain_imagenet.py",
+        ["--config-file", PRETRAIN, "DATA.ROOT", "/nonexistent", "OUTPUT_DIR", "/nonexistent/run"],
         r"DATA\.ROOT='/nonexistent' has no train/ folder",
     ),
     "convert a missing file": (
@@ -112,6 +113,16 @@ def test_tool_reports_a_user_error_in_one_line(case, demo_root, tmp_path):
     tool, args, pattern = CASES[case]
     run = _run(tool, *args, env={"DETECTRON2_DATASETS": str(demo_root)})
     _assert_one_line_error(run, pattern)
+
+
+def test_a_refused_pretraining_run_leaves_no_output_folder(tmp_path):
+    out = tmp_path / "run"
+    run = _run(
+        "tools/pretrain_imagenet.py", "--config-file", PRETRAIN, "DATA.ROOT", "/nonexistent",
+        "OUTPUT_DIR", out,
+    )  # fmt: skip
+    _assert_one_line_error(run, r"DATA\.ROOT='/nonexistent' has no train/ folder")
+    assert not out.exists()
 
 
 def test_weights_of_another_network_are_refused_before_training(wrong_weights, demo_root):

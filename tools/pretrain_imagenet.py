@@ -46,10 +46,11 @@ def main() -> None:
 
     cfg = build_pretrain_config(args.config_file, args.opts)
     context = init_distributed()
-    setup_logger(cfg.OUTPUT_DIR, distributed_rank=context.rank, name="resnext_det")
-    logging.getLogger("resnext_det").info(f"config {args.config_file}, overrides {args.opts}")
     try:
+        # Built before the log file, so that a bad config or data root leaves no output folder.
         trainer = Pretrainer(cfg, context)
+        setup_logger(cfg.OUTPUT_DIR, distributed_rank=context.rank, name="resnext_det")
+        logging.getLogger("resnext_det").info(f"config {args.config_file}, overrides {args.opts}")
         trainer.resume_or_load(resume=args.resume, whole_model=args.eval_only)
         results = trainer.evaluate() if args.eval_only else trainer.train()
         del trainer  # DistributedDataParallel's reducer, before the group it talks to
