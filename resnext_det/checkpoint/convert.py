@@ -35,6 +35,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone.resnet import build_resnet_backbone
 from torch import nn
 
+from ..atomic_io import write_atomically
 from ..errors import MissingFileError, WeightsError
 from ..modeling import BLOCKS_PER_STAGE, STAGE_NAMES, ResNeXtSpec, build_resnext
 from .safe_load import load_pickle_safely
@@ -363,9 +364,7 @@ def write_detectron2_weights(conversion: Conversion, path: str) -> tuple[Path, P
         "matching_heuristics": True,
         "conventions": asdict(conversion.conventions),
     }
-    partial = out.with_name(out.name + ".partial")
-    torch.save(data, partial)
-    partial.replace(out)
+    write_atomically(out, lambda f: torch.save(data, f))
     snippet = out.with_suffix(".yaml")
     snippet.write_text(config_snippet(conversion, out))
     return out, snippet

@@ -10,9 +10,7 @@ mid-save leaves the previous checkpoint and ``last_checkpoint`` intact for ``--r
 """
 
 import io
-import os
 import pickle
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlparse
@@ -22,6 +20,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils.file_io import PathManager
 from torch import nn
 
+from ..atomic_io import write_atomically, write_text_atomically
 from ..errors import WeightsError
 
 __all__ = [
@@ -69,15 +68,6 @@ def load_pickle_safely(file: BinaryIO, encoding: str = "latin1") -> Any:
     return _RestrictedUnpickler(file, encoding=encoding).load()
 
 
-def _write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
-
-
 class SafeDetectionCheckpointer(DetectionCheckpointer):
     """Detectron2's checkpointer: files load without executing code and save atomically."""
 
@@ -91,12 +81,12 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         path = Path(self.save_dir) / basename
         self.logger.info(f"Saving checkpoint to {path}")
-        _write_atomically(path, lambda f: torch.save(data, f))
+        write_atomically(path, lambda f: torch.save(data, f))
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         path = Path(self.save_dir) / "last_checkpoint"
-        _write_atomically(path, lambda f: f.write(last_filename_basename.encode()))
+        write_text_atomically(path, last_filename_basename)
 
     def _load_file(self, filename: str) -> dict[str, Any]:
         if not filename.endswith(".pkl"):

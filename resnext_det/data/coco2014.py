@@ -25,6 +25,7 @@ from typing import Optional
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
+from ..atomic_io import write_text_atomically
 from ..errors import DataError, MissingFileError
 
 __all__ = [
@@ -88,13 +89,6 @@ def _read_json(path: Path) -> dict:
         return json.load(f)
 
 
-def _write_json_atomically(path: Path, data: dict) -> None:
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "w") as f:
-        json.dump(data, f)
-    os.replace(partial, path)
-
-
 def build_minival_jsons(root: os.PathLike) -> list[Path]:
     """Form ``2014-ids``: split ``instances_val2014.json`` by the minival id list.
 
@@ -125,7 +119,7 @@ def build_minival_jsons(root: os.PathLike) -> list[Path]:
         subset = {k: v for k, v in val.items() if k not in ("images", "annotations")}
         subset["images"] = [i for i in val["images"] if (i["id"] in ids) == keep]
         subset["annotations"] = [a for a in val["annotations"] if (a["image_id"] in ids) == keep]
-        _write_json_atomically(path, subset)
+        write_text_atomically(path, json.dumps(subset))
     return [minival, rest]
 
 

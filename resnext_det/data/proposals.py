@@ -22,6 +22,7 @@ from typing import Any, Union
 import numpy as np
 from detectron2.structures import BoxMode
 
+from ..atomic_io import write_atomically
 from ..checkpoint import load_pickle_safely
 from ..errors import DataError
 
@@ -53,12 +54,8 @@ def write_proposal_file(
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as f:
-        pickle.dump(data, f, protocol=4)  # readable by any Python 3 Detectron2
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
+    # Protocol 4: readable by any Python 3 Detectron2.
+    write_atomically(path, lambda f: pickle.dump(data, f, protocol=4))
 
 
 def load_proposal_file(path: os.PathLike) -> dict[str, Any]:

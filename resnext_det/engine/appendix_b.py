@@ -27,6 +27,7 @@ from detectron2.evaluation import DatasetEvaluator, inference_on_dataset
 from detectron2.utils import comm
 
 from ..analysis.paper import PAPER_TABLE_8
+from ..atomic_io import write_text_atomically
 from ..checkpoint import SafeDetectionCheckpointer
 from ..data import missing_image_ids, write_proposal_file
 from ..errors import ConfigError
@@ -119,12 +120,6 @@ def results_table(cfg: CfgNode, results: dict, recall: dict) -> str:
     return text
 
 
-def _write_text_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    os.replace(partial, path)
-
-
 @dataclass
 class AppendixB:
     """The two-step recipe over an RPN-step and a Fast R-CNN-step config.
@@ -184,7 +179,7 @@ class AppendixB:
         if comm.is_main_process():
             text = json.dumps(outputs, indent=2, sort_keys=True)
             self.stage_dir(stage).mkdir(parents=True, exist_ok=True)
-            _write_text_atomically(self.stage_dir(stage) / _DONE, text)
+            write_text_atomically(self.stage_dir(stage) / _DONE, text)
         comm.synchronize()
 
     def _stage_cfg(self, cfg: CfgNode, stage: str, **changes: Any) -> CfgNode:
@@ -247,7 +242,7 @@ class AppendixB:
     def _train(self, cfg: CfgNode) -> None:
         if comm.is_main_process():  # what this step ran with, as train_net keeps it
             Path(cfg.OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
-            _write_text_atomically(Path(cfg.OUTPUT_DIR) / "config.yaml", cfg.dump())
+            write_text_atomically(Path(cfg.OUTPUT_DIR) / "config.yaml", cfg.dump())
         trainer = Trainer(cfg)
         trainer.resume_or_load(resume=True)  # picks up a killed run's last checkpoint
         trainer.train()
@@ -319,7 +314,7 @@ class AppendixB:
             recall_file = self.stage_dir("proposals") / _DONE
             recall = json.loads(recall_file.read_text())["recall"]
             table = results_table(cfg, results, recall)
-            _write_text_atomically(self.stage_dir("evaluate") / "results.md", table)
+            write_text_atomically(self.stage_dir("evaluate") / "results.md", table)
             logger.info(f"Appendix B results in {self.stage_dir('evaluate') / 'results.md'}")
             outputs = {"results": results, "recall": recall, "table": table}
         self._mark_done("evaluate", outputs)

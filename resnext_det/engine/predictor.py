@@ -16,6 +16,7 @@ from detectron2.modeling import build_model
 from detectron2.structures import Instances
 from detectron2.utils.visualizer import Visualizer
 
+from ..atomic_io import write_text_atomically
 from ..checkpoint import SafeDetectionCheckpointer
 from ..errors import MissingFileError
 
@@ -127,7 +128,5 @@ def predict_images(
             }
         )
     result = output_dir / "detections.json"
-    partial = result.with_name(result.name + ".partial")
-    partial.write_text(json.dumps(records, indent=1))
-    partial.replace(result)
+    write_text_atomically(result, json.dumps(records, indent=1))
     return result

@@ -31,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ..atomic_io import write_text_atomically
 from ..checkpoint import SafeDetectionCheckpointer
 from ..checkpoint.fit import check_weights_fit
 from ..config import get_pretrain_cfg, merge_config
@@ -364,9 +365,7 @@ class Pretrainer:
             return
         lines = self.metrics_path.read_text().splitlines()
         kept = [line for line in lines if json.loads(line)["iteration"] <= iteration]
-        partial = self.metrics_path.with_name(METRICS_FILE + ".partial")
-        partial.write_text("".join(line + "\n" for line in kept))
-        os.replace(partial, self.metrics_path)
+        write_text_atomically(self.metrics_path, "".join(line + "\n" for line in kept))
 
     def _sync(self) -> None:
         if self.context.world_size > 1:
