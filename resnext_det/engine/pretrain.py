@@ -43,8 +43,7 @@ from ..data.classification import (
 )
 from ..errors import ConfigError, TrainingDiverged
 from ..modeling import ResNeXtSpec, build_cifar_resnext, build_resnext_classifier
-from ..modeling.resnext import check_speed_options
-from ..modeling.speed import set_memory_format
+from ..modeling.resnext import apply_speed_options
 from .classification_eval import evaluate_classifier
 
 __all__ = [
@@ -132,9 +131,9 @@ def build_classifier(cfg: CfgNode) -> nn.Module:
         raise ConfigError(
             f"MODEL.ARCH={cfg.MODEL.ARCH!r} is not supported; expected one of {ARCHS}"
         )
-    check_speed_options(cfg.MODEL.RESNEXT.FOLD_FROZEN_BN, cfg.MODEL.RESNEXT.MEMORY_FORMAT)
     model = builders[cfg.MODEL.ARCH](spec, cfg.MODEL.NUM_CLASSES)
-    set_memory_format(model, cfg.MODEL.RESNEXT.MEMORY_FORMAT)
+    node = cfg.MODEL.RESNEXT
+    apply_speed_options(model, node.FOLD_FROZEN_BN, node.MEMORY_FORMAT)
     return model
 
 

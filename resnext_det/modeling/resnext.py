@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from detectron2.layers import CNNBlockBase
 from detectron2.modeling.backbone.resnet import BasicStem, BottleneckBlock, ResNet
+from torch import nn
 
 from ..errors import ConfigError
 from .block_forms import BLOCK_FORMS
@@ -236,6 +237,15 @@ def check_speed_options(fold_frozen_bn: Any, memory_format: Any) -> None:
         )
 
 
+def apply_speed_options(module: nn.Module, fold_frozen_bn: Any, memory_format: Any) -> None:
+    """Check the speed options (``FOLD_FROZEN_BN``, ``MEMORY_FORMAT``) and apply them to
+    ``module``: after ``freeze()``, which turns the frozen stages' BN into FrozenBN."""
+    check_speed_options(fold_frozen_bn, memory_format)
+    if fold_frozen_bn:
+        fold_frozen_norms(module)
+    set_memory_format(module, memory_format)
+
+
 def build_resnext(
     spec: ResNeXtSpec,
     *,
@@ -265,13 +275,10 @@ def build_resnext(
         raise ConfigError(
             f"{_key('FREEZE_AT')}={freeze_at!r} is invalid; expected an integer in 0..5"
         )
-    check_speed_options(fold_frozen_bn, memory_format)
     last = max(FEATURE_NAMES.index(name) for name in out_features)
     stages = [spec.make_stage(stage) for stage in STAGE_NAMES[:last]]
     model = ResNet(
         spec.make_stem(in_channels), stages, out_features=out_features, freeze_at=freeze_at
     )
-    if fold_frozen_bn:  # after freeze(), which turns the frozen stages' BN into FrozenBN
-        fold_frozen_norms(model)
-    set_memory_format(model, memory_format)
+    apply_speed_options(model, fold_frozen_bn, memory_format)
     return model

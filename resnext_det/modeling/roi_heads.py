@@ -5,8 +5,7 @@ from detectron2.modeling.roi_heads import Res5ROIHeads
 from torch import nn
 
 from ..errors import ConfigError
-from .resnext import ResNeXtSpec, check_speed_options
-from .speed import fold_frozen_norms, set_memory_format
+from .resnext import ResNeXtSpec, apply_speed_options
 
 __all__ = ["ResNeXtRes5ROIHeads", "check_c4_inputs"]
 
@@ -32,11 +31,8 @@ class ResNeXtRes5ROIHeads(Res5ROIHeads):
     def _build_res5_block(cls, cfg) -> tuple[nn.Sequential, int]:
         spec = ResNeXtSpec.from_config(cfg)
         node = cfg.MODEL.RESNEXT
-        check_speed_options(node.FOLD_FROZEN_BN, node.MEMORY_FORMAT)
         res5 = nn.Sequential(*spec.make_stage("res5"))
-        if node.FOLD_FROZEN_BN:
-            fold_frozen_norms(res5)
-        set_memory_format(res5, node.MEMORY_FORMAT)
+        apply_speed_options(res5, node.FOLD_FROZEN_BN, node.MEMORY_FORMAT)
         return res5, spec.stage_out_channels("res5")
 
 
