@@ -136,6 +136,11 @@ def training_step(model, x, loss_of=lambda out: sum(v.float().mean() for v in ou
 INFERENCE_SIZES = [(1, 224, 224), (8, 224, 224), (1, 800, 1344)]
 
 
+def _repeats_at(height: int, repeats: int) -> int:
+    """Half the repeats (at least 3) for detection-sized inputs, which take seconds each."""
+    return max(3, repeats // 2) if height > 300 else repeats
+
+
 def bench_backbone_vs_detectron2(report: Report, repeats: int) -> None:
     rows = []
     for batch, height, width in INFERENCE_SIZES:
@@ -143,7 +148,7 @@ def bench_backbone_vs_detectron2(report: Report, repeats: int) -> None:
         mine = ours(X50)
         mine.load_state_dict(theirs.state_dict())
         x = torch.randn(batch, 3, height, width)
-        reps = max(3, repeats // 2) if height > 300 else repeats
+        reps = _repeats_at(height, repeats)
         times = interleaved({"detectron2": inference(theirs, x), "ours": inference(mine, x)}, reps)
         rows.append((f"inference, batch {batch} at {height}x{width}", times, "detectron2"))
     for batch, size in [(2, 512), (8, 224)]:
@@ -167,7 +172,7 @@ def bench_x50_vs_r50(report: Report, repeats: int) -> None:
     rows = []
     for batch, height, width in INFERENCE_SIZES:
         x = torch.randn(batch, 3, height, width)
-        reps = max(3, repeats // 2) if height > 300 else repeats
+        reps = _repeats_at(height, repeats)
         cases = {}
         for name, template in (("R50", R50), ("X50", X50)):
             cases[name] = inference(_frozen_bn_statistics(ours(template)), x)
@@ -216,7 +221,7 @@ def bench_memory_format_and_folding(report: Report, repeats: int) -> None:
     rows = []
     for batch, height, width in INFERENCE_SIZES:
         x = torch.randn(batch, 3, height, width)
-        reps = max(3, repeats // 2) if height > 300 else repeats
+        reps = _repeats_at(height, repeats)
         base = _frozen_bn_statistics(ours(X50, fold_frozen_bn=False, memory_format="contiguous"))
         cases = {"contiguous": inference(base, x)}
         for name, options in {

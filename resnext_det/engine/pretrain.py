@@ -163,10 +163,11 @@ class StepSchedule:
 
 
 class _Progress:
-    """A tqdm bar on a terminal; a log line every ``period`` iterations elsewhere."""
+    """A tqdm bar on a terminal; elsewhere a log line whenever the trainer has new stats
+    (every ``LOG_PERIOD`` iterations)."""
 
-    def __init__(self, total: int, initial: int, period: int, enabled: bool):
-        self.total, self.period = total, period
+    def __init__(self, total: int, initial: int, enabled: bool):
+        self.total = total
         self.bar = None
         if enabled and sys.stderr.isatty():
             self.bar = tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True)
@@ -449,7 +450,7 @@ class Pretrainer:
             logger.info(f"training is complete ({self.iteration} iterations); evaluating only")
             return self._evaluate_and_log()
         epochs = math.ceil(self.max_iter / self.iters_per_epoch)
-        progress = _Progress(self.max_iter, self.iteration, cfg.LOG_PERIOD, self.context.is_main)
+        progress = _Progress(self.max_iter, self.iteration, self.context.is_main)
         window = _LossWindow()
         last_eval: dict[str, Any] = {}
         self.model.train()
