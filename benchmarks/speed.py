@@ -268,7 +268,7 @@ def bench_memory_format_and_folding(report: Report, repeats: int) -> None:
 
 def _detector(config: str, template, d2_builtin: bool):
     cfg = build_config(str(REPO / "configs" / config), ["MODEL.DEVICE", "cpu"])
-    cfg.MODEL.RESNEXT.CARDINALITY, cfg.MODEL.RESNEXT.BOTTLENECK_WIDTH = template
+    cfg.MODEL.RESNETS.NUM_GROUPS, cfg.MODEL.RESNETS.WIDTH_PER_GROUP = template
     if d2_builtin:
         fpn = "FPN" in config
         cfg.MODEL.BACKBONE.NAME = "build_resnet_fpn_backbone" if fpn else "build_resnet_backbone"

@@ -1,7 +1,9 @@
 """Config nodes: ``MODEL.RESNEXT`` for Detectron2 configs, and the pretraining config.
 
-Every ResNeXt option lives in ``MODEL.RESNEXT``; the pretraining config reuses that very
-node, so a classifier and a detector name their backbone the same way.
+One home per option: the architecture is Detectron2's ``MODEL.RESNETS`` (and
+``MODEL.BACKBONE.FREEZE_AT``), ``MODEL.RESNEXT`` holds only what Detectron2 lacks. The
+pretraining config uses the very same keys, so a classifier and a detector name their
+backbone the same way.
 """
 
 from collections.abc import Sequence
@@ -16,11 +18,28 @@ from .errors import ConfigError
 __all__ = ["add_resnext_config", "get_pretrain_cfg", "merge_config"]
 
 
-def add_resnext_config(cfg: CN) -> CN:
-    """Add ``MODEL.RESNEXT`` with the paper's ResNeXt-50 (32x4d) as defaults.
+# MODEL.RESNEXT, the only keys of ours. Fig. 3's block forms: "a" split-transform-sum,
+# "b" early concatenation, "c" grouped convolution (fast; Detectron2's BottleneckBlock).
+# The speed options change no output and no parameter name (docs/benchmarks.md):
+# FOLD_FROZEN_BN computes a conv and its frozen BN as one conv wherever no gradient
+# reaches the conv (inference, frozen stages); MEMORY_FORMAT is the layout each conv runs
+# in: "auto" picks channels_last for maps of 14 x 14 pixels and more on the CPU, where
+# oneDNN runs it faster, and the contiguous format for smaller ones; or "contiguous" /
+# "channels_last" throughout.
+RESNEXT_DEFAULTS = {"BLOCK_FORM": "c", "FOLD_FROZEN_BN": True, "MEMORY_FORMAT": "auto"}
 
-    Values are checked when the model is built (:class:`ResNeXtSpec`), where an invalid
-    one raises a ``ValueError`` naming its key. Calling this twice leaves the node as is.
+
+def add_resnext_config(cfg: CN) -> CN:
+    """Add ``MODEL.RESNEXT``: what Detectron2's config lacks for the ResNeXt backbones.
+
+    The network itself is read from Detectron2's own keys, exactly as its
+    ``build_resnet_backbone`` reads them: ``MODEL.RESNETS.DEPTH``, ``NUM_GROUPS`` (the
+    paper's cardinality C), ``WIDTH_PER_GROUP`` (the bottleneck width d of res2),
+    ``STRIDE_IN_1X1``, ``NORM``, ``OUT_FEATURES``, ``STEM_OUT_CHANNELS``,
+    ``RES2_OUT_CHANNELS``, ``RES5_DILATION`` and ``MODEL.BACKBONE.FREEZE_AT``. A config
+    without ``MODEL.RESNEXT`` builds with the defaults below. Values are checked when the
+    model is built, where an invalid one raises a ``ValueError`` naming its key. Calling
+    this twice leaves the node as is.
 
     Args:
         cfg: a Detectron2 config, e.g. from ``detectron2.config.get_cfg()``.
@@ -30,35 +49,8 @@ def add_resnext_config(cfg: CN) -> CN:
     """
     if "RESNEXT" in cfg.MODEL:
         return cfg
-    _C = cfg
-    _C.MODEL.RESNEXT = type(cfg.MODEL)()  # the config's own node class: yacs merges only alike
-    # 50, 101, 152 (Table 1), 200 (Table 4); 14 and 26 are reduced depths for CPU-sized runs.
-    _C.MODEL.RESNEXT.DEPTH = 50
-    # The template C x d: C paths of width d in res2. 1x64d is ResNet.
-    _C.MODEL.RESNEXT.CARDINALITY = 32
-    _C.MODEL.RESNEXT.BOTTLENECK_WIDTH = 4
-    # Fig. 3: "a" split-transform-sum, "b" early concatenation, "c" grouped conv (fast).
-    _C.MODEL.RESNEXT.BLOCK_FORM = "c"
-    # The paper downsamples in the 3x3 conv; True puts the stride in the first 1x1
-    # (MSRA-style ResNet weights).
-    _C.MODEL.RESNEXT.STRIDE_IN_1X1 = False
-    # FrozenBN, BN, SyncBN or GN (32 groups), after every conv.
-    _C.MODEL.RESNEXT.NORM = "FrozenBN"
-    # 0: train all; 1: freeze the stem; k >= 2: also res2 .. res{k}. This key, not
-    # MODEL.BACKBONE.FREEZE_AT, is the one the ResNeXt backbones read.
-    _C.MODEL.RESNEXT.FREEZE_AT = 2
-    # Features the trunk returns; it stops at the last one. ["res4"] is the C4 trunk;
-    # FPN needs ["res2", "res3", "res4", "res5"].
-    _C.MODEL.RESNEXT.OUT_FEATURES = ["res4"]
-    _C.MODEL.RESNEXT.STEM_OUT_CHANNELS = 64
-    _C.MODEL.RESNEXT.RES2_OUT_CHANNELS = 256
-    # Speed, not math (docs/benchmarks.md). Fold each frozen BN into its conv wherever no
-    # gradient flows into the conv (inference, frozen stages): same outputs, less work.
-    _C.MODEL.RESNEXT.FOLD_FROZEN_BN = True
-    # Memory format each convolution runs in: "auto" picks channels_last for maps of 14 x 14
-    # pixels and more, where oneDNN runs it faster, and the contiguous format for smaller
-    # ones (res5 of a 224 px image); or "contiguous" / "channels_last" throughout.
-    _C.MODEL.RESNEXT.MEMORY_FORMAT = "auto"
+    # The config's own node class: yacs merges only alike.
+    cfg.MODEL.RESNEXT = type(cfg.MODEL)(RESNEXT_DEFAULTS)
     return cfg
 
 
@@ -77,10 +69,17 @@ def get_pretrain_cfg() -> CN:
     _C = UnversionedCN()
     _C.MODEL = UnversionedCN()
     add_resnext_config(_C)
-    # A classifier trains every layer, with batch statistics (Sec. 4: BN after each conv).
-    _C.MODEL.RESNEXT.NORM = "BN"
-    _C.MODEL.RESNEXT.FREEZE_AT = 0
-    _C.MODEL.RESNEXT.OUT_FEATURES = ["res5"]
+    # The network, in Detectron2's keys (their meaning as in build_resnet_backbone): the
+    # paper's ResNeXt-50 32x4d, stride 2 in the 3x3 conv, and, since a classifier trains
+    # every layer with batch statistics, BN after each conv (Sec. 4).
+    _C.MODEL.RESNETS = UnversionedCN()
+    _C.MODEL.RESNETS.DEPTH = 50
+    _C.MODEL.RESNETS.NUM_GROUPS = 32
+    _C.MODEL.RESNETS.WIDTH_PER_GROUP = 4
+    _C.MODEL.RESNETS.STRIDE_IN_1X1 = False
+    _C.MODEL.RESNETS.NORM = "BN"
+    _C.MODEL.RESNETS.STEM_OUT_CHANNELS = 64
+    _C.MODEL.RESNETS.RES2_OUT_CHANNELS = 256
     # "imagenet": 7x7 stem + res2..res5 at 224 px (Table 1); "cifar": ResNeXt-29 for 32 px
     # inputs, a 3x3 stem + three stages of three blocks (Appendix A).
     _C.MODEL.ARCH = "imagenet"

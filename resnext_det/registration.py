@@ -2,7 +2,12 @@
 
 from detectron2.modeling import BACKBONE_REGISTRY, ROI_HEADS_REGISTRY
 
-from .modeling import ResNeXtRes5ROIHeads, build_resnext_backbone, build_resnext_fpn_backbone
+from .modeling import (
+    ResNeXtRes5ROIHeads,
+    build_resnext_backbone,
+    build_resnext_fpn_backbone,
+    build_resnext_retinanet_fpn_backbone,
+)
 
 __all__ = ["register_resnext_backbone"]
 
@@ -24,11 +29,14 @@ def _register(registry, obj) -> None:
 def register_resnext_backbone() -> None:
     """Register the ResNeXt backbones and the C4 RoI head. Safe to call more than once.
 
-    After this call a Detectron2 config can name ``MODEL.BACKBONE.NAME:
-    build_resnext_backbone`` (C4 trunk) or ``build_resnext_fpn_backbone``, and
-    ``MODEL.ROI_HEADS.NAME: ResNeXtRes5ROIHeads``; pair it with
-    :func:`resnext_det.add_resnext_config`.
+    After this call a Detectron2 config can name, in place of Detectron2's ResNet builders,
+    ``MODEL.BACKBONE.NAME: build_resnext_backbone`` (C4 and DC5 trunks),
+    ``build_resnext_fpn_backbone`` or ``build_resnext_retinanet_fpn_backbone``, and
+    ``MODEL.ROI_HEADS.NAME: ResNeXtRes5ROIHeads`` in place of ``Res5ROIHeads``. The
+    network is read from ``MODEL.RESNETS``; :func:`resnext_det.add_resnext_config` adds
+    the few keys of ours (block form, speed options), whose defaults apply without it.
     """
     _register(BACKBONE_REGISTRY, build_resnext_backbone)
     _register(BACKBONE_REGISTRY, build_resnext_fpn_backbone)
+    _register(BACKBONE_REGISTRY, build_resnext_retinanet_fpn_backbone)
     _register(ROI_HEADS_REGISTRY, ResNeXtRes5ROIHeads)

@@ -8,7 +8,7 @@ DEMO_CONFIG = CONFIGS / "demo" / "faster_rcnn_X14_32x4d_demo.yaml"
 
 # Shrinks the demo config to seconds per run on 2 CPU cores: same code paths, tiny sizes.
 TINY_DEMO_OPTS = [
-    "MODEL.RESNEXT.DEPTH",
+    "MODEL.RESNETS.DEPTH",
     "14",
     "MODEL.FPN.OUT_CHANNELS",
     "64",

@@ -55,7 +55,7 @@ def test_table7_cifar_and_a_detection_backbone():
 def test_whole_detector(tmp_path):
     cfg = build_config(
         str(CONFIGS / "faster_rcnn_X50_32x4d_FPN.yaml"),
-        ["MODEL.DEVICE", "cpu", "MODEL.RESNEXT.DEPTH", "14"],
+        ["MODEL.DEVICE", "cpu", "MODEL.RESNETS.DEPTH", "14"],
     )
     detector = detector_complexity(cfg, 256, 256)
     backbone = backbone_complexity(ResNeXtSpec(depth=14), 256, 256, ["res5"])

@@ -30,8 +30,8 @@ MODELS = {
 def test_appendix_b_values_are_pinned(model):
     for step in ("rpn", "fast_rcnn"):
         cfg = build_config(str(APPENDIX_B / f"{model}_{step}.yaml"))
-        node = cfg.MODEL.RESNEXT
-        assert (node.DEPTH, node.CARDINALITY, node.BOTTLENECK_WIDTH) == MODELS[model]
+        node = cfg.MODEL.RESNETS
+        assert (node.DEPTH, node.NUM_GROUPS, node.WIDTH_PER_GROUP) == MODELS[model]
         # C4, as the paper plugs the backbone in.
         assert cfg.MODEL.BACKBONE.NAME == "build_resnext_backbone"
         assert list(node.OUT_FEATURES) == ["res4"]

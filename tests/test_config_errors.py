@@ -6,15 +6,18 @@ from detectron2.modeling import build_model
 
 from resnext_det import add_resnext_config
 from resnext_det.engine import build_config, check_can_train
+from resnext_det.engine.validate import check_head_inputs
 from resnext_det.modeling import ResNeXtSpec
 
 from ._paths import CONFIGS
 
-TINY = ["MODEL.DEVICE", "cpu", "MODEL.RESNEXT.DEPTH", "14"]
+TINY = ["MODEL.DEVICE", "cpu", "MODEL.RESNETS.DEPTH", "14"]
 
 
 def _build(config: str, *opts):
+    """As the tools build: the heads' inputs checked up front, then the model."""
     cfg = build_config(str(CONFIGS / config), [*TINY, *opts])
+    check_head_inputs(cfg)
     return build_model(cfg)
 
 
@@ -22,62 +25,62 @@ def _build(config: str, *opts):
     "opts,message",
     [
         (
-            ("MODEL.RESNEXT.DEPTH", "77"),
-            r"MODEL\.RESNEXT\.DEPTH=77 is not supported; expected one of 14, 26, 50, 101, 152, 200",
+            ("MODEL.RESNETS.DEPTH", "77"),
+            r"MODEL\.RESNETS\.DEPTH=77 is not supported; expected one of 14, 26, 50, 101, 152, 200",
         ),
         (
-            ("MODEL.RESNEXT.CARDINALITY", "0"),
-            r"MODEL\.RESNEXT\.CARDINALITY=0 is invalid; expected an integer >= 1",
+            ("MODEL.RESNETS.NUM_GROUPS", "0"),
+            r"MODEL\.RESNETS\.NUM_GROUPS=0 is invalid; expected an integer >= 1",
         ),
         (
-            ("MODEL.RESNEXT.BOTTLENECK_WIDTH", "-4"),
-            r"MODEL\.RESNEXT\.BOTTLENECK_WIDTH=-4 is invalid; expected an integer >= 1",
+            ("MODEL.RESNETS.WIDTH_PER_GROUP", "-4"),
+            r"MODEL\.RESNETS\.WIDTH_PER_GROUP=-4 is invalid; expected an integer >= 1",
         ),
         (
             ("MODEL.RESNEXT.BLOCK_FORM", "d"),
             r"MODEL\.RESNEXT\.BLOCK_FORM='d' is not a block form; expected one of 'a'",
         ),
         (
-            ("MODEL.RESNEXT.NORM", "LN"),
-            r"MODEL\.RESNEXT\.NORM='LN' is not supported; expected one of FrozenBN, BN, SyncBN, GN",
+            ("MODEL.RESNETS.NORM", "LN"),
+            r"MODEL\.RESNETS\.NORM='LN' is not supported; expected one of FrozenBN, BN, SyncBN, GN",
         ),
         (
-            ("MODEL.RESNEXT.OUT_FEATURES", "['res6']"),
-            r"MODEL\.RESNEXT\.OUT_FEATURES=\['res6'\] names 'res6', which is no stage.*expected names among stem, res2, res3, res4, res5",
+            ("MODEL.RESNETS.OUT_FEATURES", "['res6']"),
+            r"MODEL\.RESNETS\.OUT_FEATURES=\['res6'\] names 'res6', which is no stage.*expected names among stem, res2, res3, res4, res5",
         ),
         (
-            ("MODEL.RESNEXT.OUT_FEATURES", "['res3']"),
-            r"\(C4\) needs the backbone feature 'res4', but the backbone gives only \['res3'\].*expected \['res4'\]",
+            ("MODEL.RESNETS.OUT_FEATURES", "['res3']"),
+            r"MODEL\.RPN\.IN_FEATURES=\['res4'\] asks for \['res4'\], but the backbone gives only \['res3'\]",
         ),
         (
-            ("MODEL.RESNEXT.OUT_FEATURES", "['res4', 'res5']"),
+            ("MODEL.RESNETS.OUT_FEATURES", "['res4', 'res5']"),
             r"builds res5 in the backbone, but the C4 head .* holds res5 itself",
         ),
         (
-            ("MODEL.RESNEXT.FREEZE_AT", "9"),
-            r"MODEL\.RESNEXT\.FREEZE_AT=9 is invalid; expected an integer in 0\.\.5",
+            ("MODEL.BACKBONE.FREEZE_AT", "9"),
+            r"MODEL\.BACKBONE\.FREEZE_AT=9 is invalid; expected an integer in 0\.\.5",
         ),
         (
             (
-                "MODEL.RESNEXT.NORM",
+                "MODEL.RESNETS.NORM",
                 "GN",
-                "MODEL.RESNEXT.CARDINALITY",
+                "MODEL.RESNETS.NUM_GROUPS",
                 "2",
-                "MODEL.RESNEXT.BOTTLENECK_WIDTH",
+                "MODEL.RESNETS.WIDTH_PER_GROUP",
                 "40",
             ),
-            r"NORM='GN' needs channel counts divisible by 32, but MODEL\.RESNEXT\.CARDINALITY x BOTTLENECK_WIDTH gives 80",
+            r"NORM='GN' needs channel counts divisible by 32, but MODEL\.RESNETS\.NUM_GROUPS x WIDTH_PER_GROUP gives 80",
         ),
         (
             (
-                "MODEL.RESNEXT.NORM",
+                "MODEL.RESNETS.NORM",
                 "GN",
                 "MODEL.RESNEXT.BLOCK_FORM",
                 "a",
-                "MODEL.RESNEXT.CARDINALITY",
+                "MODEL.RESNETS.NUM_GROUPS",
                 "64",
             ),
-            r"BLOCK_FORM='a' with MODEL\.RESNEXT\.NORM='GN' needs MODEL\.RESNEXT\.CARDINALITY to divide 32",
+            r"BLOCK_FORM='a' with MODEL\.RESNETS\.NORM='GN' needs MODEL\.RESNETS\.NUM_GROUPS to divide 32",
         ),
         (
             ("MODEL.ROI_HEADS.IN_FEATURES", "['res3']"),
@@ -93,11 +96,11 @@ def test_c4_bad_values(opts, message):
 def test_fpn_in_feature_missing_from_backbone():
     with pytest.raises(
         ValueError,
-        match=r"MODEL\.FPN\.IN_FEATURES=\['res3', 'res4', 'res5'\] asks for \['res5'\].*MODEL\.RESNEXT\.OUT_FEATURES=\['res3', 'res4'\]",
+        match=r"MODEL\.FPN\.IN_FEATURES=\['res3', 'res4', 'res5'\] asks for \['res5'\].*MODEL\.RESNETS\.OUT_FEATURES=\['res3', 'res4'\]",
     ):
         _build(
             "faster_rcnn_X50_32x4d_FPN.yaml",
-            "MODEL.RESNEXT.OUT_FEATURES",
+            "MODEL.RESNETS.OUT_FEATURES",
             "['res3', 'res4']",
             "MODEL.FPN.IN_FEATURES",
             "['res3', 'res4', 'res5']",
@@ -106,16 +109,16 @@ def test_fpn_in_feature_missing_from_backbone():
 
 def test_wrong_types_are_named():
     # In a yaml or on the command line, yacs already refuses a value of the wrong type.
-    with pytest.raises(ValueError, match=r"Type mismatch .* for config key: MODEL\.RESNEXT\.DEPTH"):
-        _build("faster_rcnn_X50_32x4d.yaml", "MODEL.RESNEXT.DEPTH", "fifty")
+    with pytest.raises(ValueError, match=r"Type mismatch .* for config key: MODEL\.RESNETS\.DEPTH"):
+        _build("faster_rcnn_X50_32x4d.yaml", "MODEL.RESNETS.DEPTH", "fifty")
     # From Python, the spec checks types itself.
     with pytest.raises(
-        ValueError, match=r"MODEL\.RESNEXT\.STRIDE_IN_1X1='yes' is invalid; expected True or False"
+        ValueError, match=r"MODEL\.RESNETS\.STRIDE_IN_1X1='yes' is invalid; expected True or False"
     ):
         ResNeXtSpec(stride_in_1x1="yes")
-    with pytest.raises(ValueError, match=r"MODEL\.RESNEXT\.DEPTH=50\.0 is not supported"):
+    with pytest.raises(ValueError, match=r"MODEL\.RESNETS\.DEPTH=50\.0 is not supported"):
         ResNeXtSpec(depth=50.0)
-    with pytest.raises(ValueError, match=r"MODEL\.RESNEXT\.CARDINALITY=True is invalid"):
+    with pytest.raises(ValueError, match=r"MODEL\.RESNETS\.NUM_GROUPS=True is invalid"):
         ResNeXtSpec(cardinality=True)
 
 
@@ -124,19 +127,26 @@ def test_rpn_asking_for_a_missing_feature():
         ValueError,
         match=r"MODEL\.RPN\.IN_FEATURES=\['p2', 'p9'\] asks for \['p9'\], but the backbone gives only \['p2', 'p3', 'p4', 'p5', 'p6'\]",
     ):
-        _build("faster_rcnn_X50_32x4d_FPN.yaml", "MODEL.RPN.IN_FEATURES", "['p2', 'p9']")
+        check_head_inputs(
+            build_config(
+                str(CONFIGS / "faster_rcnn_X50_32x4d_FPN.yaml"),
+                [*TINY, "MODEL.RPN.IN_FEATURES", "['p2', 'p9']"],
+            )
+        )
 
 
-def test_missing_config_node_is_explained():
-    with pytest.raises(ValueError, match="call resnext_det.add_resnext_config"):
-        ResNeXtSpec.from_config(get_cfg())
+def test_a_detectron2_config_without_our_node_builds_what_it_describes():
+    # Detectron2's defaults describe its R50 (1x64d, stride in the 1x1); MODEL.RESNEXT's
+    # defaults (form c, the speed options) apply without add_resnext_config.
+    spec = ResNeXtSpec.from_config(get_cfg())
+    assert spec == ResNeXtSpec(50, 1, 64, block_form="c", stride_in_1x1=True)
 
 
 def test_add_resnext_config_is_idempotent():
     cfg = add_resnext_config(get_cfg())
-    cfg.MODEL.RESNEXT.DEPTH = 101
+    cfg.MODEL.RESNETS.DEPTH = 101
     add_resnext_config(cfg)
-    assert cfg.MODEL.RESNEXT.DEPTH == 101
+    assert cfg.MODEL.RESNETS.DEPTH == 101
 
 
 def test_training_frozen_random_layers_is_refused():

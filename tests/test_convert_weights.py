@@ -192,7 +192,7 @@ def test_tool_writes_weights_snippet_and_the_largest_difference(tmp_path):
 
 
 TINY_PRETRAIN = [
-    "MODEL.RESNEXT.DEPTH", "14", "MODEL.NUM_CLASSES", "3", "DATA.NUM_WORKERS", "0",
+    "MODEL.RESNETS.DEPTH", "14", "MODEL.NUM_CLASSES", "3", "DATA.NUM_WORKERS", "0",
     "INPUT.TRAIN_CROP", "64", "INPUT.TEST_RESIZE", "72", "INPUT.TEST_CROP", "64",
     "SOLVER.IMS_PER_BATCH", "12", "SOLVER.REFERENCE_WORLD_SIZE", "0", "SOLVER.BASE_LR", "0.01",
     "SOLVER.MAX_ITER", "2", "TEST.EVAL_PERIOD", "0",
@@ -226,7 +226,7 @@ def test_converted_pretraining_loads_into_detectors_that_train(pretrained, desig
     cfg = build_config(
         str(CONFIGS / config),
         [
-            "MODEL.DEVICE", "cpu", "MODEL.RESNEXT.DEPTH", "14", "MODEL.WEIGHTS", str(weights),
+            "MODEL.DEVICE", "cpu", "MODEL.RESNETS.DEPTH", "14", "MODEL.WEIGHTS", str(weights),
             "MODEL.ROI_HEADS.NUM_CLASSES", "1", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16",
             "MODEL.RPN.POST_NMS_TOPK_TRAIN", "100", "INPUT.MIN_SIZE_TRAIN", "(256,)",
             "INPUT.MAX_SIZE_TRAIN", "256", "DATASETS.TRAIN", "('demo_trees_train',)",

@@ -136,7 +136,7 @@ def test_complexity_figure_with_a_pretraining_run(tmp_path):
     run = tmp_path / "X14_run"
     run.mkdir()
     (run / "config.yaml").write_text(
-        "MODEL:\n  RESNEXT:\n    DEPTH: 14\n  NUM_CLASSES: 3\nINPUT:\n  TEST_CROP: 64\n"
+        "MODEL:\n  RESNETS:\n    DEPTH: 14\n  NUM_CLASSES: 3\nINPUT:\n  TEST_CROP: 64\n"
     )
     (run / "metrics.jsonl").write_text(json.dumps({"iteration": 6, "epoch": 2, "top1_err": 40.0}))
     path = complexity_figure(tmp_path / "figure.png", runs=[run], with_paper=False)

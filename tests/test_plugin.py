@@ -60,13 +60,13 @@ EXTERNAL_CONFIGS = {
         MODEL:
           META_ARCHITECTURE: GeneralizedRCNN
           DEVICE: cpu
-          BACKBONE: {NAME: build_resnext_fpn_backbone}
-          RESNEXT:
+          BACKBONE: {NAME: build_resnext_fpn_backbone, FREEZE_AT: 0}
+          RESNETS:
             DEPTH: 14
-            CARDINALITY: 32
-            BOTTLENECK_WIDTH: 4
+            NUM_GROUPS: 32
+            WIDTH_PER_GROUP: 4
+            STRIDE_IN_1X1: False
             NORM: GN
-            FREEZE_AT: 0
             OUT_FEATURES: [res2, res3, res4, res5]
           FPN: {IN_FEATURES: [res2, res3, res4, res5], OUT_CHANNELS: 64}
           ANCHOR_GENERATOR: {SIZES: [[16], [32], [64], [128], [256]]}
@@ -78,8 +78,8 @@ EXTERNAL_CONFIGS = {
         MODEL:
           META_ARCHITECTURE: GeneralizedRCNN
           DEVICE: cpu
-          BACKBONE: {NAME: build_resnext_backbone}
-          RESNEXT: {DEPTH: 14, CARDINALITY: 32, BOTTLENECK_WIDTH: 4, NORM: BN, FREEZE_AT: 0}
+          BACKBONE: {NAME: build_resnext_backbone, FREEZE_AT: 0}
+          RESNETS: {DEPTH: 14, NUM_GROUPS: 32, WIDTH_PER_GROUP: 4, NORM: BN}
           ROI_HEADS: {NAME: ResNeXtRes5ROIHeads, NUM_CLASSES: 1, BATCH_SIZE_PER_IMAGE: 16}
           RPN: {POST_NMS_TOPK_TRAIN: 200}
         """,

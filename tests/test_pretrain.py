@@ -21,7 +21,7 @@ from ._photos import make_cifar10, make_image_folder
 X50 = CONFIGS / "imagenet" / "X50_32x4d.yaml"
 # The X50 recipe shrunk to seconds on 2 CPU cores: depth 14, 64 px crops, 3 classes.
 TINY = [
-    "MODEL.RESNEXT.DEPTH", "14",
+    "MODEL.RESNETS.DEPTH", "14",
     "MODEL.NUM_CLASSES", "3",
     "DATA.NUM_WORKERS", "0",
     "INPUT.TRAIN_CROP", "64",
@@ -91,7 +91,7 @@ def test_resume_continues_from_the_same_step(image_folder, tmp_path):
 def test_two_processes_match_one_on_the_same_global_batch(image_folder, tmp_path):
     """torchrun with 2 gloo processes of 6 images each makes the updates that 1 process of
     12 does (GroupNorm, so that per-process batch statistics play no part)."""
-    opts = ["MODEL.RESNEXT.NORM", "GN", "SOLVER.MAX_ITER", "2", "SOLVER.BASE_LR", "0.002"]
+    opts = ["MODEL.RESNETS.NORM", "GN", "SOLVER.MAX_ITER", "2", "SOLVER.BASE_LR", "0.002"]
     one = Pretrainer(_cfg(image_folder, tmp_path / "one", *opts))
     initial = {k: v.clone() for k, v in one.model.state_dict().items()}
     one.resume_or_load(resume=False)
@@ -236,7 +236,7 @@ def test_cifar_recipe_and_pickle_batches(tmp_path):
 
     root = make_cifar10(tmp_path / "cifar")
     small = [
-        "MODEL.RESNEXT.CARDINALITY", "2", "MODEL.RESNEXT.BOTTLENECK_WIDTH", "8",
+        "MODEL.RESNETS.NUM_GROUPS", "2", "MODEL.RESNETS.WIDTH_PER_GROUP", "8",
         "DATA.ROOT", str(root), "DATA.NUM_WORKERS", "0",
         "SOLVER.IMS_PER_BATCH", "12", "SOLVER.REFERENCE_WORLD_SIZE", "0",
         "SOLVER.MAX_ITER", "2", "OUTPUT_DIR", str(tmp_path / "out"),
@@ -254,7 +254,7 @@ def test_cifar_recipe_and_pickle_batches(tmp_path):
 
 def test_defaults_are_the_papers():
     cfg = get_pretrain_cfg()
-    assert cfg.MODEL.RESNEXT.NORM == "BN" and cfg.MODEL.RESNEXT.STRIDE_IN_1X1 is False
+    assert cfg.MODEL.RESNETS.NORM == "BN" and cfg.MODEL.RESNETS.STRIDE_IN_1X1 is False
     assert cfg.SOLVER.MOMENTUM == 0.9 and cfg.SOLVER.WEIGHT_DECAY == 1e-4
 
 

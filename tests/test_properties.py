@@ -60,7 +60,7 @@ def test_any_spec_is_valid_or_a_named_config_error(values):
     try:
         spec = ResNeXtSpec(**values)
     except ConfigError as e:
-        assert str(e).startswith("MODEL.RESNEXT."), str(e)
+        assert str(e).startswith(("MODEL.RESNETS.", "MODEL.RESNEXT.")), str(e)
         return
     assert spec.depth in (14, 26, 50, 101, 152, 200) and spec.cardinality >= 1
 
@@ -86,8 +86,8 @@ def test_small_valid_specs_build_and_run(cardinality, width, form, norm):
 
 
 OVERRIDE_KEYS = [
-    "MODEL.RESNEXT.DEPTH", "MODEL.RESNEXT.CARDINALITY", "MODEL.RESNEXT.NORM",
-    "MODEL.RESNEXT.OUT_FEATURES", "MODEL.RESNEXT.FREEZE_AT", "MODEL.RESNEXT.MEMORY_FORMAT",
+    "MODEL.RESNETS.DEPTH", "MODEL.RESNETS.NUM_GROUPS", "MODEL.RESNETS.NORM",
+    "MODEL.RESNETS.OUT_FEATURES", "MODEL.BACKBONE.FREEZE_AT", "MODEL.RESNEXT.MEMORY_FORMAT",
     "SOLVER.BASE_LR", "SOLVER.IMS_PER_BATCH", "MODEL.NOT_A_KEY",
 ]  # fmt: skip
 OVERRIDE_TEXT = st.one_of(

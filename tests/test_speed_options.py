@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from detectron2.layers import Conv2d, FrozenBatchNorm2d
+from detectron2.layers import FrozenBatchNorm2d
 from detectron2.modeling import build_model
 
 from resnext_det.engine import build_config
@@ -10,6 +10,7 @@ from resnext_det.modeling import ResNeXtSpec, build_resnext
 from resnext_det.modeling.speed import (
     CHANNELS_LAST_MIN_SIDE,
     FoldedFrozenNormConv2d,
+    LayoutConv2d,
     to_memory_format,
 )
 
@@ -94,7 +95,7 @@ def test_bn_and_gn_models_are_left_as_they_are():
     for norm in ("BN", "GN"):
         model = build_resnext(ResNeXtSpec(depth=14, norm=norm), out_features=["res5"])
         assert not any(isinstance(m, FoldedFrozenNormConv2d) for m in model.modules())
-        assert any(type(m) is Conv2d for m in model.modules())
+        assert any(type(m) is LayoutConv2d for m in model.modules())
 
 
 def test_memory_format_by_map_size():
@@ -113,14 +114,14 @@ def test_auto_runs_each_conv_in_its_layout():
     layouts = {}
 
     def record(name):
-        def hook(module, args):
-            layouts[name] = args[0].is_contiguous(memory_format=torch.channels_last)
+        def hook(module, args, output):  # a conv's output keeps its input's layout
+            layouts[name] = output.is_contiguous(memory_format=torch.channels_last)
 
         return hook
 
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Conv2d):
-            module.register_forward_pre_hook(record(name))  # runs after the layout hook
+            module.register_forward_hook(record(name))
     with torch.no_grad():
         model.eval()(torch.zeros(1, 3, 224, 224))
     contiguous = sorted(name for name, channels_last in layouts.items() if not channels_last)
@@ -130,7 +131,7 @@ def test_auto_runs_each_conv_in_its_layout():
 @pytest.mark.parametrize("config", ["faster_rcnn_X50_32x4d.yaml", "faster_rcnn_X50_32x4d_FPN.yaml"])
 def test_whole_detectors_detect_the_same_boxes(config):
     opts = [
-        "MODEL.DEVICE", "cpu", "MODEL.RESNEXT.DEPTH", "14", "MODEL.RPN.POST_NMS_TOPK_TEST", "300",
+        "MODEL.DEVICE", "cpu", "MODEL.RESNETS.DEPTH", "14", "MODEL.RPN.POST_NMS_TOPK_TEST", "300",
         "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",  # random weights score every class ~1/81
     ]  # fmt: skip
     plain_cfg = build_config(

@@ -57,8 +57,8 @@ CASES = {
         r"config file configs/nope\.yaml does not exist",
     ),
     "bad depth": (
-        "tools/train_net.py", ["--config-file", DEMO, "MODEL.RESNEXT.DEPTH", "77"],
-        r"MODEL\.RESNEXT\.DEPTH=77 is not supported; expected one of 14, 26, 50, 101, 152, 200",
+        "tools/train_net.py", ["--config-file", DEMO, "MODEL.RESNETS.DEPTH", "77"],
+        r"MODEL\.RESNETS\.DEPTH=77 is not supported; expected one of 14, 26, 50, 101, 152, 200",
     ),
     "cuda on a cpu machine": (
         "tools/train_net.py", ["--config-file", X50, "MODEL.WEIGHTS", "x.pth"],
@@ -94,8 +94,8 @@ CASES = {
         "tools/convert_weights.py", ["nope.pth", "out.pth"], r"nope\.pth does not exist",
     ),
     "analyze a bad override": (
-        "tools/analyze_model.py", ["--config-file", X50, "MODEL.RESNEXT.NORM", "LN"],
-        r"MODEL\.RESNEXT\.NORM='LN' is not supported",
+        "tools/analyze_model.py", ["--config-file", X50, "MODEL.RESNETS.NORM", "LN"],
+        r"MODEL\.RESNETS\.NORM='LN' is not supported",
     ),
     "demo on a missing image": (
         "tools/demo.py", ["--config-file", DEMO, "--input", "nope.jpg"],
@@ -128,7 +128,7 @@ def test_a_refused_pretraining_run_leaves_no_output_folder(tmp_path):
 def test_weights_of_another_network_are_refused_before_training(wrong_weights, demo_root):
     run = _run(
         "tools/train_net.py", "--config-file", DEMO, *TINY_DEMO_OPTS,
-        "MODEL.RESNEXT.NORM", "FrozenBN", "MODEL.RESNEXT.FREEZE_AT", "2",
+        "MODEL.RESNETS.NORM", "FrozenBN", "MODEL.BACKBONE.FREEZE_AT", "2",
         "MODEL.WEIGHTS", wrong_weights, env={"DETECTRON2_DATASETS": str(demo_root)},
     )  # fmt: skip
     _assert_one_line_error(

@@ -275,7 +275,7 @@ def _from_resnext_det(data: Mapping[str, Any]) -> Conversion:
             inputs["format"],
             tuple(round(255 * m, 4) for m in inputs["pixel_mean"]),
             tuple(round(255 * s, 4) for s in inputs["pixel_std"]),
-            bool(meta["resnext"]["STRIDE_IN_1X1"]),
+            bool(meta["resnets"]["STRIDE_IN_1X1"]),
         )
     spec = infer_spec(weights, conventions.stride_in_1x1)
     return Conversion(weights, spec, conventions, "resnext_det", unmatched)
@@ -377,9 +377,9 @@ def config_snippet(conversion: Conversion, weights_path: Path) -> str:
     overrides = (
         f"MODEL.WEIGHTS {weights_path.resolve()} INPUT.FORMAT {conv.format} "
         f"MODEL.PIXEL_MEAN '{mean}' MODEL.PIXEL_STD '{std}' "
-        f"MODEL.RESNEXT.DEPTH {spec.depth} MODEL.RESNEXT.CARDINALITY {spec.cardinality} "
-        f"MODEL.RESNEXT.BOTTLENECK_WIDTH {spec.bottleneck_width} "
-        f"MODEL.RESNEXT.STRIDE_IN_1X1 {spec.stride_in_1x1}"
+        f"MODEL.RESNETS.DEPTH {spec.depth} MODEL.RESNETS.NUM_GROUPS {spec.cardinality} "
+        f"MODEL.RESNETS.WIDTH_PER_GROUP {spec.bottleneck_width} "
+        f"MODEL.RESNETS.STRIDE_IN_1X1 {spec.stride_in_1x1}"
     )
     return (
         f"# Input conventions of {weights_path.name}: {spec}, converted from {conversion.source}\n"
@@ -390,10 +390,10 @@ def config_snippet(conversion: Conversion, weights_path: Path) -> str:
         f'  WEIGHTS: "{weights_path.resolve()}"\n'
         f"  PIXEL_MEAN: {mean}\n"
         f"  PIXEL_STD: {std}\n"
-        "  RESNEXT:\n"
+        "  RESNETS:\n"
         f"    DEPTH: {spec.depth}\n"
-        f"    CARDINALITY: {spec.cardinality}\n"
-        f"    BOTTLENECK_WIDTH: {spec.bottleneck_width}\n"
+        f"    NUM_GROUPS: {spec.cardinality}\n"
+        f"    WIDTH_PER_GROUP: {spec.bottleneck_width}\n"
         f"    STRIDE_IN_1X1: {spec.stride_in_1x1}\n"
         f"    STEM_OUT_CHANNELS: {spec.stem_out_channels}\n"
         f"    RES2_OUT_CHANNELS: {spec.res2_out_channels}\n"

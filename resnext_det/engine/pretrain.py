@@ -43,7 +43,7 @@ from ..data.classification import (
 )
 from ..errors import ConfigError, TrainingDiverged
 from ..modeling import ResNeXtSpec, build_cifar_resnext, build_resnext_classifier
-from ..modeling.resnext import apply_speed_options
+from ..modeling.speed import apply_speed_options
 from .classification_eval import evaluate_classifier
 
 __all__ = [
@@ -338,6 +338,7 @@ class Pretrainer:
             "num_classes": cfg.MODEL.NUM_CLASSES,
             "classes": list(self.data.classes),
             # Plain containers only, so that the checkpoint loads with weights_only=True.
+            "resnets": json.loads(json.dumps(cfg.MODEL.RESNETS)),
             "resnext": json.loads(json.dumps(cfg.MODEL.RESNEXT)),
             "input": {
                 "format": "RGB",

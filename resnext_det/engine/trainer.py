@@ -19,7 +19,6 @@ from ..config import add_resnext_config, merge_config
 from ..data import attach_proposals, register_coco2014_splits, register_demo_datasets
 from ..data.sanitize import SkippingDatasetMapper, load_registered, sanitize_annotations
 from ..errors import ConfigError, DataError, TrainingDiverged, UserError
-from ..modeling import build_resnext_backbone, build_resnext_fpn_backbone
 from ..registration import register_resnext_backbone
 from .coco_evaluation import COCOEvaluator
 
@@ -60,16 +59,16 @@ def check_can_train(cfg: CfgNode) -> None:
     """Refuse to train frozen layers that were never trained.
 
     Without ``MODEL.WEIGHTS`` the backbone starts from random weights; freezing layers
-    (``FREEZE_AT``) or BN statistics (``FrozenBN``) then wastes the whole run silently.
+    (``MODEL.BACKBONE.FREEZE_AT``) or BN statistics (``FrozenBN``) then wastes the whole
+    run silently.
     """
-    ours = (build_resnext_backbone.__name__, build_resnext_fpn_backbone.__name__)
-    if cfg.MODEL.WEIGHTS or cfg.MODEL.BACKBONE.NAME not in ours:
+    if cfg.MODEL.WEIGHTS or not cfg.MODEL.BACKBONE.NAME.startswith("build_resnext"):
         return
-    node = cfg.MODEL.RESNEXT
-    if node.FREEZE_AT > 0 or node.NORM == "FrozenBN":
+    freeze_at, norm = cfg.MODEL.BACKBONE.FREEZE_AT, cfg.MODEL.RESNETS.NORM
+    if freeze_at > 0 or norm == "FrozenBN":
         raise ConfigError(
             f"MODEL.WEIGHTS is empty, so the ResNeXt starts from random weights, but "
-            f"MODEL.RESNEXT.FREEZE_AT={node.FREEZE_AT} and MODEL.RESNEXT.NORM={node.NORM!r} "
+            f"MODEL.BACKBONE.FREEZE_AT={freeze_at} and MODEL.RESNETS.NORM={norm!r} "
             "would keep some of them frozen; expected ImageNet weights in MODEL.WEIGHTS, or, to "
             "train from scratch, FREEZE_AT 0 with NORM 'GN' or 'BN' (as configs/demo/ does)"
         )

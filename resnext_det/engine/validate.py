@@ -11,17 +11,17 @@ from collections.abc import Sequence
 
 import torch
 from detectron2.config import CfgNode
-from detectron2.modeling import build_model
+from detectron2.modeling import build_backbone, build_model
 
 from ..checkpoint import SafeDetectionCheckpointer
 from ..checkpoint.fit import check_weights_fit, pretrained_scope
 from ..data import attach_proposals
 from ..data.sanitize import check_image_files, load_registered, sanitize_annotations
 from ..errors import ConfigError, DataError
-from ..modeling import ResNeXtSpec
+from ..modeling import ResNeXtRes5ROIHeads, ResNeXtSpec
 from .trainer import check_can_train, proposal_file
 
-__all__ = ["check_detection_run", "check_device", "check_solver"]
+__all__ = ["check_detection_run", "check_device", "check_head_inputs", "check_solver"]
 
 
 def check_device(cfg: CfgNode) -> None:
@@ -34,6 +34,43 @@ def check_device(cfg: CfgNode) -> None:
         )
     if not device.startswith(("cuda", "cpu")):
         raise ConfigError(f"MODEL.DEVICE={device!r} is not supported; expected 'cpu' or 'cuda'")
+
+
+C4_HEAD = ResNeXtRes5ROIHeads.__name__
+
+
+def _head_feature_keys(cfg: CfgNode) -> list[str]:
+    """The config keys naming the backbone features each head of the model reads."""
+    arch = cfg.MODEL.META_ARCHITECTURE
+    keys = []
+    if arch == "RetinaNet":
+        keys.append("MODEL.RETINANET.IN_FEATURES")
+    if arch in ("GeneralizedRCNN", "ProposalNetwork", "PanopticFPN"):
+        if cfg.MODEL.PROPOSAL_GENERATOR.NAME in ("RPN", "RRPN"):
+            keys.append("MODEL.RPN.IN_FEATURES")
+    # The C4 head checks its own, with more to say (resnext_det.modeling.roi_heads).
+    if arch in ("GeneralizedRCNN", "PanopticFPN") and cfg.MODEL.ROI_HEADS.NAME != C4_HEAD:
+        keys.append("MODEL.ROI_HEADS.IN_FEATURES")
+    if arch in ("SemanticSegmentor", "PanopticFPN"):
+        keys.append("MODEL.SEM_SEG_HEAD.IN_FEATURES")
+    return keys
+
+
+def check_head_inputs(cfg: CfgNode) -> None:
+    """Every head asks only for features the backbone gives (Detectron2 would fail with a
+    bare KeyError while building the head)."""
+    shapes = build_backbone(cfg).output_shape()
+    for key in _head_feature_keys(cfg):
+        node = cfg
+        for part in key.split(".")[:-1]:
+            node = node[part]
+        wanted = list(node[key.split(".")[-1]])
+        missing = [name for name in wanted if name not in shapes]
+        if missing:
+            raise ConfigError(
+                f"{key}={wanted!r} asks for {missing!r}, but the backbone gives only "
+                f"{sorted(shapes)}; expected names among those"
+            )
 
 
 def check_solver(cfg: CfgNode, world_size: int = 1) -> None:
@@ -120,6 +157,7 @@ def check_detection_run(
     check_datasets(cfg, cfg.DATASETS.TEST, is_train=False)
 
     cfg.MODEL.DEVICE = "cpu"  # the check needs the shapes only
+    check_head_inputs(cfg)
     model = build_model(cfg)
     last = SafeDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
     if resume and last.has_checkpoint():

@@ -1,97 +1,90 @@
-"""The Detectron2 backbone builders: a ResNeXt trunk (C4) and FPN over it.
+"""The Detectron2 backbone builders: a ResNeXt trunk, FPN over it, and RetinaNet's FPN.
 
-Both check, before Detectron2 builds the heads, that the features the heads will ask
-for exist, so a mismatch ends in a ValueError naming the keys rather than a KeyError
-deep inside a head.
+Each reads the config exactly as its Detectron2 counterpart (``build_resnet_backbone``,
+``build_resnet_fpn_backbone``, ``build_retinanet_resnet_fpn_backbone``) does, so that a
+Detectron2 config with only ``MODEL.BACKBONE.NAME`` switched describes the same network,
+with the same parameter names and shapes. Builders build: the heads' inputs are checked
+by the heads (the C4 head) and by the up-front checks of a run
+(:func:`resnext_det.engine.validate.check_head_inputs`).
 """
-
-import logging
 
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone import Backbone
-from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool
-from detectron2.modeling.backbone.resnet import ResNet
+from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool, LastLevelP6P7
 
+from ..config import RESNEXT_DEFAULTS
 from ..errors import ConfigError
-from .resnext import ResNeXtSpec, build_resnext, check_out_features
-from .roi_heads import ResNeXtRes5ROIHeads, check_c4_inputs
+from .resnext import OUT_FEATURES_KEY, ResNeXt, ResNeXtSpec, build_resnext, check_out_features
 
-__all__ = ["build_resnext_backbone", "build_resnext_fpn_backbone", "check_head_inputs"]
-
-logger = logging.getLogger(__name__)
-
-DETECTRON2_DEFAULT_FREEZE_AT = 2
-
-
-def check_head_inputs(cfg, backbone: Backbone) -> None:
-    """Raise a ValueError when the C4 head or the RPN would ask for a missing feature."""
-    shapes = backbone.output_shape()
-    if cfg.MODEL.ROI_HEADS.NAME == ResNeXtRes5ROIHeads.__name__:
-        check_c4_inputs(cfg, shapes)
-    if cfg.MODEL.PROPOSAL_GENERATOR.NAME == "RPN":
-        wanted = list(cfg.MODEL.RPN.IN_FEATURES)
-        missing = [name for name in wanted if name not in shapes]
-        if missing:
-            raise ConfigError(
-                f"MODEL.RPN.IN_FEATURES={wanted!r} asks for {missing!r}, but the backbone "
-                f"gives only {sorted(shapes)}; expected names among those"
-            )
+__all__ = [
+    "build_resnext_backbone",
+    "build_resnext_fpn_backbone",
+    "build_resnext_retinanet_fpn_backbone",
+]
 
 
-def _build_trunk(cfg, input_shape: ShapeSpec) -> ResNet:
-    spec = ResNeXtSpec.from_config(cfg)
-    node = cfg.MODEL.RESNEXT
-    # A user who changed Detectron2's own key probably meant ours.
-    detectron2_freeze_at = cfg.MODEL.BACKBONE.FREEZE_AT
-    if detectron2_freeze_at not in (DETECTRON2_DEFAULT_FREEZE_AT, node.FREEZE_AT):
-        logger.warning(
-            "MODEL.BACKBONE.FREEZE_AT=%s is not read by the ResNeXt backbones; "
-            "MODEL.RESNEXT.FREEZE_AT=%s is used",
-            detectron2_freeze_at,
-            node.FREEZE_AT,
-        )
+def build_resnext_backbone(cfg, input_shape: ShapeSpec) -> ResNeXt:
+    """Detectron2 backbone builder: the ResNeXt of ``MODEL.RESNETS``.
+
+    Reads ``MODEL.RESNETS`` and ``MODEL.BACKBONE.FREEZE_AT`` as ``build_resnet_backbone``
+    does, ``MODEL.RESNEXT`` for the block form and the speed options. With
+    ``OUT_FEATURES: ["res4"]`` this is the C4 trunk (stem to res4) of the paper's Faster
+    R-CNN, and :class:`~resnext_det.modeling.ResNeXtRes5ROIHeads` holds res5.
+    """
+    resnext = cfg.MODEL.get("RESNEXT") or RESNEXT_DEFAULTS
     return build_resnext(
-        spec,
-        out_features=node.OUT_FEATURES,
-        freeze_at=node.FREEZE_AT,
+        ResNeXtSpec.from_config(cfg),
+        out_features=cfg.MODEL.RESNETS.OUT_FEATURES,
+        freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
         in_channels=input_shape.channels,
-        fold_frozen_bn=node.FOLD_FROZEN_BN,
-        memory_format=node.MEMORY_FORMAT,
+        fold_frozen_bn=resnext["FOLD_FROZEN_BN"],
+        memory_format=resnext["MEMORY_FORMAT"],
     )
 
 
-def build_resnext_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
-    """Detectron2 backbone builder: a ResNeXt trunk from ``cfg.MODEL.RESNEXT``.
-
-    With the default ``OUT_FEATURES: ["res4"]`` this is the C4 trunk (stem to res4) of
-    the paper's Faster R-CNN; :class:`ResNeXtRes5ROIHeads` holds res5.
-    """
-    trunk = _build_trunk(cfg, input_shape)
-    check_head_inputs(cfg, trunk)
-    return trunk
-
-
-def build_resnext_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
-    """Detectron2 backbone builder: FPN (P2-P6) over a ResNeXt from ``cfg.MODEL.RESNEXT``.
-
-    ``MODEL.FPN.IN_FEATURES`` must be among ``MODEL.RESNEXT.OUT_FEATURES``.
-    """
-    bottom_up = _build_trunk(cfg, input_shape)
+def _build_fpn(cfg, input_shape: ShapeSpec, top_block: str) -> FPN:
+    bottom_up = build_resnext_backbone(cfg, input_shape)
     in_features = check_out_features(cfg.MODEL.FPN.IN_FEATURES, key="MODEL.FPN.IN_FEATURES")
-    missing = [name for name in in_features if name not in bottom_up.output_shape()]
+    available = bottom_up.output_shape()
+    out_features = list(cfg.MODEL.RESNETS.OUT_FEATURES)
+    missing = [name for name in in_features if name not in available]
     if missing:
         raise ConfigError(
             f"MODEL.FPN.IN_FEATURES={in_features!r} asks for {missing!r}, which "
-            f"MODEL.RESNEXT.OUT_FEATURES={list(cfg.MODEL.RESNEXT.OUT_FEATURES)!r} does not "
-            "provide; add it there"
+            f"{OUT_FEATURES_KEY}={out_features!r} does not provide; add it there"
         )
-    fpn = FPN(
+    if top_block == "p6p7" and "res5" not in available:
+        raise ConfigError(
+            f"RetinaNet's FPN computes P6 and P7 from res5, which {OUT_FEATURES_KEY}="
+            f"{out_features!r} does not provide; add it there"
+        )
+    out_channels = cfg.MODEL.FPN.OUT_CHANNELS
+    return FPN(
         bottom_up=bottom_up,
         in_features=in_features,
-        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
+        out_channels=out_channels,
         norm=cfg.MODEL.FPN.NORM,
-        top_block=LastLevelMaxPool(),
+        top_block=(
+            LastLevelP6P7(available["res5"].channels, out_channels)
+            if top_block == "p6p7"
+            else LastLevelMaxPool()
+        ),
         fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
     )
-    check_head_inputs(cfg, fpn)
-    return fpn
+
+
+def build_resnext_fpn_backbone(cfg, input_shape: ShapeSpec) -> Backbone:
+    """Detectron2 backbone builder: FPN (P2-P6, P6 by max pooling) over the ResNeXt.
+
+    The counterpart of ``build_resnet_fpn_backbone``, for Faster, Mask, Cascade, Keypoint
+    and Panoptic R-CNN; ``MODEL.FPN.IN_FEATURES`` must be among ``MODEL.RESNETS.OUT_FEATURES``.
+    """
+    return _build_fpn(cfg, input_shape, top_block="maxpool")
+
+
+def build_resnext_retinanet_fpn_backbone(cfg, input_shape: ShapeSpec) -> Backbone:
+    """Detectron2 backbone builder: FPN with P6 and P7 computed from res5, for RetinaNet.
+
+    The counterpart of ``build_retinanet_resnet_fpn_backbone`` (P3-P7 over res3-res5).
+    """
+    return _build_fpn(cfg, input_shape, top_block="p6p7")

@@ -7,30 +7,37 @@ ResNet, built by the same code.
 
 The backbone is Detectron2's :class:`~detectron2.modeling.backbone.ResNet` holding our
 stages, so module and parameter names (``stem.conv1``, ``res2.0.conv1.norm``, ...) are
-Detectron2's and its checkpoints load by name.
+Detectron2's and its checkpoints load by name. In a config the network is described by
+Detectron2's own keys (``MODEL.RESNETS``, ``MODEL.BACKBONE.FREEZE_AT``) with the meaning
+its ``build_resnet_backbone`` gives them; ``MODEL.RESNEXT`` adds the block form and the
+speed options.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from detectron2.layers import CNNBlockBase
 from detectron2.modeling.backbone.resnet import BasicStem, BottleneckBlock, ResNet
 from torch import nn
 
+from ..config import RESNEXT_DEFAULTS
 from ..errors import ConfigError
 from .block_forms import BLOCK_FORMS
 from .blocks import GN_GROUPS, EarlyConcatBlock, SplitTransformSumBlock
-from .speed import MEMORY_FORMATS, fold_frozen_norms, set_memory_format
+from .speed import apply_speed_options
 
 __all__ = [
     "BLOCKS_PER_STAGE",
     "FEATURE_NAMES",
     "NORMS",
     "STAGE_NAMES",
+    "ResNeXt",
     "ResNeXtSpec",
     "build_resnext",
     "check_out_features",
+    "make_resnext_stage",
+    "make_resnext_stages",
 ]
 
 # Bottleneck blocks per stage (Table 1). Depths 14 and 26 are reduced-depth members of
@@ -50,49 +57,55 @@ FEATURE_NAMES = ("stem",) + STAGE_NAMES
 NORMS = ("FrozenBN", "BN", "SyncBN", "GN")
 _BLOCK_CLASSES = {"a": SplitTransformSumBlock, "b": EarlyConcatBlock, "c": BottleneckBlock}
 
-_CONFIG_KEYS = {
-    "depth": "DEPTH",
-    "cardinality": "CARDINALITY",
-    "bottleneck_width": "BOTTLENECK_WIDTH",
-    "block_form": "BLOCK_FORM",
-    "stride_in_1x1": "STRIDE_IN_1X1",
-    "norm": "NORM",
-    "stem_out_channels": "STEM_OUT_CHANNELS",
-    "res2_out_channels": "RES2_OUT_CHANNELS",
+# The config key of each field of ResNeXtSpec: Detectron2's own where it has one.
+CONFIG_KEYS = {
+    "depth": "MODEL.RESNETS.DEPTH",
+    "cardinality": "MODEL.RESNETS.NUM_GROUPS",
+    "bottleneck_width": "MODEL.RESNETS.WIDTH_PER_GROUP",
+    "block_form": "MODEL.RESNEXT.BLOCK_FORM",
+    "stride_in_1x1": "MODEL.RESNETS.STRIDE_IN_1X1",
+    "norm": "MODEL.RESNETS.NORM",
+    "stem_out_channels": "MODEL.RESNETS.STEM_OUT_CHANNELS",
+    "res2_out_channels": "MODEL.RESNETS.RES2_OUT_CHANNELS",
+    "res5_dilation": "MODEL.RESNETS.RES5_DILATION",
 }
+OUT_FEATURES_KEY = "MODEL.RESNETS.OUT_FEATURES"
+FREEZE_AT_KEY = "MODEL.BACKBONE.FREEZE_AT"
+DEFORM_KEY = "MODEL.RESNETS.DEFORM_ON_PER_STAGE"
 
 
-def _key(name: str) -> str:
-    return f"MODEL.RESNEXT.{name}"
+def _key(field: str) -> str:
+    return CONFIG_KEYS[field]
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _require_positive_int(key: str, value: Any) -> None:
+def _require_positive_int(field: str, value: Any) -> None:
     if not _is_int(value) or value < 1:
-        raise ConfigError(f"{_key(key)}={value!r} is invalid; expected an integer >= 1")
+        raise ConfigError(f"{_key(field)}={value!r} is invalid; expected an integer >= 1")
 
 
 @dataclass(frozen=True)
 class ResNeXtSpec:
     """One member of the ResNeXt family, validated on construction.
 
-    Each field is one key of the ``MODEL.RESNEXT`` config node (see
-    :func:`resnext_det.add_resnext_config`); errors name that key.
+    Each field is one config key (:data:`CONFIG_KEYS`): Detectron2's ``MODEL.RESNETS``
+    for the architecture, ``MODEL.RESNEXT.BLOCK_FORM`` for the form; errors name the key.
 
     Attributes:
         depth: 50, 101, 152 or 200 (the paper), or 14/26 (reduced, for small-scale work).
-        cardinality: C, the number of paths (groups of the 3x3 conv).
-        bottleneck_width: d, the width of one path in res2.
+        cardinality: C, the number of paths (groups of the 3x3 conv); ``NUM_GROUPS``.
+        bottleneck_width: d, the width of one path in res2; ``WIDTH_PER_GROUP``.
         block_form: 'a' (split-transform-sum), 'b' (early concatenation) or
             'c' (grouped convolution, the fast form and the default).
         stride_in_1x1: put the stride of a downsampling block in its first 1x1 conv
-            (MSRA ResNet weights) instead of the 3x3 conv (the paper).
+            (MSRA ResNet weights, Detectron2's default) instead of the 3x3 conv (the paper).
         norm: 'FrozenBN', 'BN', 'SyncBN' or 'GN' (32 groups), after every conv.
         stem_out_channels: channels of the 7x7 stem conv.
         res2_out_channels: output channels of res2 (doubled at each later stage).
+        res5_dilation: 1, or 2 for a dilated res5 of stride 1 ("DC5").
     """
 
     depth: int = 50
@@ -103,61 +116,91 @@ class ResNeXtSpec:
     norm: str = "FrozenBN"
     stem_out_channels: int = 64
     res2_out_channels: int = 256
+    res5_dilation: int = 1
 
     def __post_init__(self) -> None:
+        if self.depth in (18, 34):
+            raise ConfigError(
+                f"{_key('depth')}={self.depth} is a basic-block ResNet, which has no grouped "
+                "3x3 conv to make a ResNeXt of; expected one of "
+                f"{', '.join(str(d) for d in BLOCKS_PER_STAGE)} (Detectron2's own "
+                "build_resnet_backbone builds depths 18 and 34)"
+            )
         if not _is_int(self.depth) or self.depth not in BLOCKS_PER_STAGE:
             allowed = ", ".join(str(d) for d in BLOCKS_PER_STAGE)
             raise ConfigError(
-                f"{_key('DEPTH')}={self.depth!r} is not supported; expected one of {allowed}"
+                f"{_key('depth')}={self.depth!r} is not supported; expected one of {allowed}"
             )
-        _require_positive_int("CARDINALITY", self.cardinality)
-        _require_positive_int("BOTTLENECK_WIDTH", self.bottleneck_width)
-        _require_positive_int("STEM_OUT_CHANNELS", self.stem_out_channels)
-        _require_positive_int("RES2_OUT_CHANNELS", self.res2_out_channels)
+        for field in ("cardinality", "bottleneck_width", "stem_out_channels", "res2_out_channels"):
+            _require_positive_int(field, getattr(self, field))
         if self.block_form not in BLOCK_FORMS:
             raise ConfigError(
-                f"{_key('BLOCK_FORM')}={self.block_form!r} is not a block form; expected one of "
+                f"{_key('block_form')}={self.block_form!r} is not a block form; expected one of "
                 "'a' (split-transform-sum), 'b' (early concatenation), 'c' (grouped convolution)"
             )
         if not isinstance(self.stride_in_1x1, bool):
             raise ConfigError(
-                f"{_key('STRIDE_IN_1X1')}={self.stride_in_1x1!r} is invalid; expected True or False"
+                f"{_key('stride_in_1x1')}={self.stride_in_1x1!r} is invalid; expected True or False"
             )
         if self.norm not in NORMS:
             raise ConfigError(
-                f"{_key('NORM')}={self.norm!r} is not supported; expected one of {', '.join(NORMS)}"
+                f"{_key('norm')}={self.norm!r} is not supported; expected one of {', '.join(NORMS)}"
+            )
+        if not _is_int(self.res5_dilation) or self.res5_dilation not in (1, 2):
+            raise ConfigError(
+                f"{_key('res5_dilation')}={self.res5_dilation!r} is not supported; expected 1 or 2"
             )
         if self.norm == "GN":
             self._check_group_norm()
 
     def _check_group_norm(self) -> None:
+        groups_key = f"{_key('cardinality')} x {_key('bottleneck_width').split('.')[-1]}"
         for name, channels in [
-            ("STEM_OUT_CHANNELS", self.stem_out_channels),
-            ("RES2_OUT_CHANNELS", self.res2_out_channels),
-            ("CARDINALITY x BOTTLENECK_WIDTH", self.cardinality * self.bottleneck_width),
+            (_key("stem_out_channels"), self.stem_out_channels),
+            (_key("res2_out_channels"), self.res2_out_channels),
+            (groups_key, self.cardinality * self.bottleneck_width),
         ]:
             if channels % GN_GROUPS:
                 raise ConfigError(
-                    f"{_key('NORM')}='GN' needs channel counts divisible by {GN_GROUPS}, "
-                    f"but {_key(name)} gives {channels}"
+                    f"{_key('norm')}='GN' needs channel counts divisible by {GN_GROUPS}, "
+                    f"but {name} gives {channels}"
                 )
         if self.block_form != "c" and GN_GROUPS % self.cardinality:
             raise ConfigError(
-                f"{_key('BLOCK_FORM')}={self.block_form!r} with {_key('NORM')}='GN' needs "
-                f"{_key('CARDINALITY')} to divide {GN_GROUPS} (each path holds whole GN groups), "
+                f"{_key('block_form')}={self.block_form!r} with {_key('norm')}='GN' needs "
+                f"{_key('cardinality')} to divide {GN_GROUPS} (each path holds whole GN groups), "
                 f"got {self.cardinality}; use BLOCK_FORM 'c'"
             )
 
     @classmethod
     def from_config(cls, cfg) -> "ResNeXtSpec":
-        """Read the spec from ``cfg.MODEL.RESNEXT`` (see :func:`add_resnext_config`)."""
-        node = cfg.MODEL.get("RESNEXT")
-        if node is None:
+        """Read the spec from ``cfg.MODEL.RESNETS`` and ``cfg.MODEL.RESNEXT``.
+
+        ``MODEL.RESNEXT`` may be absent (a Detectron2 config without
+        :func:`~resnext_det.add_resnext_config`): its defaults apply. Deformable stages
+        (``MODEL.RESNETS.DEFORM_ON_PER_STAGE``) are refused, not ignored: they need
+        Detectron2's compiled ops.
+        """
+        resnets = cfg.MODEL.RESNETS
+        deform = list(resnets.get("DEFORM_ON_PER_STAGE", ()))
+        if any(deform):
             raise ConfigError(
-                "the config has no MODEL.RESNEXT node; call resnext_det.add_resnext_config(cfg) "
-                "before merging a ResNeXt config"
+                f"{DEFORM_KEY}={deform!r} asks for deformable convolutions, which the ResNeXt "
+                "backbones do not build (they need Detectron2's compiled ops); expected "
+                "[False, False, False, False]"
             )
-        return cls(**{f.name: node[_CONFIG_KEYS[f.name]] for f in fields(cls)})
+        resnext = cfg.MODEL.get("RESNEXT") or RESNEXT_DEFAULTS
+        return cls(
+            depth=resnets.DEPTH,
+            cardinality=resnets.NUM_GROUPS,
+            bottleneck_width=resnets.WIDTH_PER_GROUP,
+            block_form=resnext["BLOCK_FORM"],
+            stride_in_1x1=resnets.STRIDE_IN_1X1,
+            norm=resnets.NORM,
+            stem_out_channels=resnets.STEM_OUT_CHANNELS,
+            res2_out_channels=resnets.RES2_OUT_CHANNELS,
+            res5_dilation=resnets.get("RES5_DILATION", 1),
+        )
 
     @property
     def template(self) -> str:
@@ -180,18 +223,25 @@ class ResNeXtSpec:
             in_channels=in_channels, out_channels=self.stem_out_channels, norm=self.norm
         )
 
-    def make_stage(self, stage: str, num_blocks: Optional[int] = None) -> list[CNNBlockBase]:
+    def make_stage(
+        self, stage: str, num_blocks: Optional[int] = None, dilation: Optional[int] = None
+    ) -> list[CNNBlockBase]:
         """The blocks of one stage ('res2' ... 'res5'), widths by the paper's two rules.
+
+        As Detectron2's ``build_resnet_backbone``: a dilated res5 keeps stride 1.
 
         Args:
             stage: the stage's name.
             num_blocks: how many blocks; default: as ``depth`` fixes it (Table 1). The CIFAR
                 networks (Appendix A) stack their own number of the same blocks.
+            dilation: of the 3x3 convs; default: ``res5_dilation`` in res5, else 1.
         """
         index = STAGE_NAMES.index(stage)
         if num_blocks is None:
             num_blocks = BLOCKS_PER_STAGE[self.depth][index]
-        first_stride = 1 if index == 0 else 2
+        if dilation is None:
+            dilation = self.res5_dilation if stage == "res5" else 1
+        first_stride = 1 if index == 0 or dilation > 1 else 2
         in_channels = (
             self.stem_out_channels
             if index == 0
@@ -206,11 +256,51 @@ class ResNeXtSpec:
             num_groups=self.cardinality,
             norm=self.norm,
             stride_in_1x1=self.stride_in_1x1,
+            dilation=dilation,
             stride_per_block=[first_stride] + [1] * (num_blocks - 1),
         )
 
 
-def check_out_features(out_features: Sequence[str], key: str = _key("OUT_FEATURES")) -> list[str]:
+def make_resnext_stage(
+    name: str,
+    depth: int = 50,
+    num_groups: int = 32,
+    width_per_group: int = 4,
+    **kwargs: Any,
+) -> list[CNNBlockBase]:
+    """The blocks of stage ``name`` of a ResNeXt, for LazyConfig (e.g. the C4 head's res5).
+
+    Args:
+        name: 'res2' ... 'res5'.
+        depth, num_groups, width_per_group: depth, C and d, as ``MODEL.RESNETS`` names them.
+        **kwargs: the other fields of :class:`ResNeXtSpec` (``stride_in_1x1``, ``norm``,
+            ``block_form``, ``stem_out_channels``, ``res2_out_channels``,
+            ``res5_dilation``), and ``dilation`` to set the 3x3 convs' dilation directly.
+    """
+    dilation = kwargs.pop("dilation", None)
+    spec = ResNeXtSpec(depth, num_groups, width_per_group, **kwargs)
+    return spec.make_stage(name, dilation=dilation)
+
+
+def make_resnext_stages(
+    depth: int = 50, num_groups: int = 32, width_per_group: int = 4, **kwargs: Any
+) -> list[list[CNNBlockBase]]:
+    """res2 ... res5 of a ResNeXt, for ``ResNet(stem, stages, ...)`` in a LazyConfig.
+
+    The ResNeXt counterpart of Detectron2's ``ResNet.make_default_stages``, whose
+    ``num_groups`` keeps the bottleneck at a quarter of the output (a 32-group R50 there is
+    32x2d): here the bottleneck of res2 is ``num_groups x width_per_group`` (C x d) and
+    doubles at each stage, as in the paper and in ``build_resnet_backbone``.
+
+    Args: as :func:`make_resnext_stage`.
+    """
+    return [
+        make_resnext_stage(name, depth, num_groups, width_per_group, **kwargs)
+        for name in STAGE_NAMES
+    ]
+
+
+def check_out_features(out_features: Sequence[str], key: str = OUT_FEATURES_KEY) -> list[str]:
     """Return ``out_features`` as a list, or raise if one names no stage of the network."""
     out_features = list(out_features)
     if not out_features:
@@ -224,26 +314,47 @@ def check_out_features(out_features: Sequence[str], key: str = _key("OUT_FEATURE
     return out_features
 
 
-def check_speed_options(fold_frozen_bn: Any, memory_format: Any) -> None:
-    """Raise a ValueError naming the key of an invalid speed option."""
-    if not isinstance(fold_frozen_bn, bool):
-        raise ConfigError(
-            f"{_key('FOLD_FROZEN_BN')}={fold_frozen_bn!r} is invalid; expected True or False"
-        )
-    if memory_format not in MEMORY_FORMATS:
-        raise ConfigError(
-            f"{_key('MEMORY_FORMAT')}={memory_format!r} is not supported; expected one of "
-            f"{', '.join(MEMORY_FORMATS)}"
+class ResNeXt(ResNet):
+    """Detectron2's ``ResNet`` holding ResNeXt stages, with the speed options applied.
+
+    The same modules, names and forward as ``ResNet``; only the convolutions compute
+    faster (:func:`~resnext_det.modeling.speed.apply_speed_options`). Takes ``ResNet``'s
+    arguments, so a LazyConfig can build it as Detectron2's own configs build ``ResNet``::
+
+        L(ResNeXt)(
+            stem=L(BasicStem)(in_channels=3, out_channels=64, norm="FrozenBN"),
+            stages=L(make_resnext_stages)(depth=50, num_groups=32, width_per_group=4),
+            out_features=["res2", "res3", "res4", "res5"],
+            freeze_at=2,
         )
 
+    Args:
+        stem, stages, num_classes, out_features, freeze_at: as Detectron2's ``ResNet``.
+        fold_frozen_bn: compute each conv + frozen BN as one conv where no gradient flows
+            into the conv (inference, frozen stages); the same function, less work.
+        memory_format: the memory format each conv runs in ('auto': by its map size).
+    """
 
-def apply_speed_options(module: nn.Module, fold_frozen_bn: Any, memory_format: Any) -> None:
-    """Check the speed options (``FOLD_FROZEN_BN``, ``MEMORY_FORMAT``) and apply them to
-    ``module``: after ``freeze()``, which turns the frozen stages' BN into FrozenBN."""
-    check_speed_options(fold_frozen_bn, memory_format)
-    if fold_frozen_bn:
-        fold_frozen_norms(module)
-    set_memory_format(module, memory_format)
+    def __init__(
+        self,
+        stem: nn.Module,
+        stages: list[list[CNNBlockBase]],
+        num_classes: Optional[int] = None,
+        out_features: Optional[Sequence[str]] = None,
+        freeze_at: int = 0,
+        *,
+        fold_frozen_bn: bool = True,
+        memory_format: str = "auto",
+    ):
+        if out_features is not None:
+            out_features = check_out_features(out_features)
+        if not _is_int(freeze_at) or not 0 <= freeze_at <= len(FEATURE_NAMES):
+            raise ConfigError(
+                f"{FREEZE_AT_KEY}={freeze_at!r} is invalid; expected an integer in 0..5"
+            )
+        # After ResNet's freeze(), which turns the frozen stages' BN into FrozenBN.
+        super().__init__(stem, stages, num_classes, out_features, freeze_at)
+        apply_speed_options(self, fold_frozen_bn, memory_format)
 
 
 def build_resnext(
@@ -254,7 +365,7 @@ def build_resnext(
     in_channels: int = 3,
     fold_frozen_bn: bool = True,
     memory_format: str = "auto",
-) -> ResNet:
+) -> ResNeXt:
     """Build a ResNeXt backbone that stops at its last requested feature.
 
     Args:
@@ -263,22 +374,19 @@ def build_resnext(
         freeze_at: 0 trains everything; 1 freezes the stem; k >= 2 also res2 ... res{k}
             (Detectron2's convention).
         in_channels: channels of the input image.
-        fold_frozen_bn: compute each conv + frozen BN as one conv where no gradient flows
-            into the conv (inference, frozen stages); the same function, less work.
-        memory_format: the memory format each block runs in ('auto': by its map size).
+        fold_frozen_bn, memory_format: the speed options (see :class:`ResNeXt`).
 
     Returns:
         A Detectron2 ``ResNet`` (a ``Backbone``) whose forward returns ``out_features``.
     """
     out_features = check_out_features(out_features)
-    if not _is_int(freeze_at) or not 0 <= freeze_at <= len(FEATURE_NAMES):
-        raise ConfigError(
-            f"{_key('FREEZE_AT')}={freeze_at!r} is invalid; expected an integer in 0..5"
-        )
     last = max(FEATURE_NAMES.index(name) for name in out_features)
     stages = [spec.make_stage(stage) for stage in STAGE_NAMES[:last]]
-    model = ResNet(
-        spec.make_stem(in_channels), stages, out_features=out_features, freeze_at=freeze_at
+    return ResNeXt(
+        spec.make_stem(in_channels),
+        stages,
+        out_features=out_features,
+        freeze_at=freeze_at,
+        fold_frozen_bn=fold_frozen_bn,
+        memory_format=memory_format,
     )
-    apply_speed_options(model, fold_frozen_bn, memory_format)
-    return model
