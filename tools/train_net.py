@@ -2,11 +2,16 @@
 """Train or evaluate a ResNeXt detector with Detectron2.
 
 Detectron2's usual flags: --config-file, --resume, --eval-only, --num-gpus,
---num-machines, --machine-rank, --dist-url, and trailing KEY VALUE overrides.
+--num-machines, --machine-rank, --dist-url, and trailing KEY VALUE overrides; and
+--coco-dataset NAME JSON IMAGE_DIR (repeatable) to train or test on your own COCO data.
 
     python tools/train_net.py --config-file configs/faster_rcnn_X50_32x4d.yaml --num-gpus 8
     python tools/train_net.py --config-file configs/demo/faster_rcnn_X14_32x4d_demo.yaml \
         SOLVER.MAX_ITER 100 OUTPUT_DIR output/try
+    python tools/train_net.py --config-file configs/faster_rcnn_X50_32x4d_FPN.yaml \
+        --coco-dataset my_train data/train.json data/images \
+        --coco-dataset my_val data/val.json data/images \
+        DATASETS.TRAIN '("my_train",)' DATASETS.TEST '("my_val",)' MODEL.ROI_HEADS.NUM_CLASSES 3
 
 Before any process starts, the run is checked (device, schedule, datasets and their
 images, proposal files, weights); a problem ends it with one line and exit code 2.
@@ -21,6 +26,7 @@ from detectron2.utils import comm
 
 from resnext_det.checkpoint import SafeDetectionCheckpointer
 from resnext_det.cli import run_tool, worker_errors
+from resnext_det.data import register_coco_datasets
 from resnext_det.engine import Trainer, build_config, register_all
 from resnext_det.engine.validate import check_detection_run
 
@@ -28,6 +34,7 @@ from resnext_det.engine.validate import check_detection_run
 def main(args):
     # Runs in every process of a launch, so each registers for itself.
     register_all()
+    register_coco_datasets(args.coco_dataset)
     cfg = build_config(args.config_file, args.opts)
     cfg.freeze()
     default_setup(cfg, args)
@@ -54,6 +61,7 @@ def worker(args):
 
 def check_and_launch(args) -> None:
     register_all()
+    register_coco_datasets(args.coco_dataset)
     check_detection_run(
         build_config(args.config_file, args.opts),
         eval_only=args.eval_only,
@@ -70,7 +78,20 @@ def check_and_launch(args) -> None:
     )
 
 
+def argument_parser():
+    parser = default_argument_parser()
+    parser.add_argument(
+        "--coco-dataset",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("NAME", "JSON", "IMAGE_DIR"),
+        help="register a COCO-format dataset under NAME, for DATASETS.TRAIN / TEST (repeatable)",
+    )
+    return parser
+
+
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
+    args = argument_parser().parse_args()
     print("Command Line Args:", args)
     run_tool(lambda: check_and_launch(args))

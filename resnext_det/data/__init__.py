@@ -1,4 +1,4 @@
-"""Datasets: the bundled demo data, the paper's COCO 2014 splits, proposal files."""
+"""Datasets: the demo data, the paper's COCO 2014 splits, a user's COCO json, proposal files."""
 
 from .coco2014 import (
     COCO_SPLITS,
@@ -21,6 +21,7 @@ from .proposals import (
     missing_image_ids,
     write_proposal_file,
 )
+from .user_coco import register_coco_datasets
 
 __all__ = [
     "COCO_SPLITS",
@@ -36,6 +37,7 @@ __all__ = [
     "load_proposal_file",
     "missing_image_ids",
     "prepare_demo_dataset",
+    "register_coco_datasets",
     "register_demo_datasets",
     "write_proposal_file",
 ]
