@@ -11,15 +11,14 @@ from detectron2.engine import default_setup
 from detectron2.utils.logger import setup_logger
 
 from ..data import prepare_demo_dataset
+from ..model_zoo import get_config_file
 from ..utils import draw_predictions
 from .trainer import Trainer, build_config, datasets_root, register_all
 from .validate import check_detection_run
 
 __all__ = ["DEMO_CONFIG", "DemoResult", "run_demo"]
 
-DEMO_CONFIG = str(
-    Path(__file__).resolve().parents[2] / "configs" / "demo" / "faster_rcnn_X14_32x4d_demo.yaml"
-)
+DEMO_CONFIG = get_config_file("demo/faster_rcnn_X14_32x4d_demo.yaml")
 
 
 @dataclass
