@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint gpu-check
 
 setup:
 	@VENV=$(VENV) bash scripts/setup_env.sh
@@ -15,3 +15,7 @@ test: setup
 
 lint: setup
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+
+# On a machine with an NVIDIA GPU (see scripts/gpu_check.sh); elsewhere it says it needs one.
+gpu-check:
+	@bash scripts/gpu_check.sh
