@@ -6,8 +6,11 @@ pretraining config uses the very same keys, so a classifier and a detector name 
 backbone the same way.
 """
 
+import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Optional
 
 import yaml
 from detectron2.config import CfgNode as CN
@@ -150,39 +153,187 @@ def merge_config(cfg: CN, config_file: str, opts: Sequence[str] = ()) -> CN:
     """Merge a yaml file (``_BASE_`` allowed) and ``KEY VALUE`` overrides into ``cfg``.
 
     The yaml is read with the safe loader: a config that names Python objects (which
-    Detectron2's default unsafe loading would construct, running code) is refused.
+    Detectron2's default unsafe loading would construct, running code) is refused. The
+    file and each ``_BASE_`` it names must hold a mapping of config keys; an empty file, a
+    list, a single value or a ``_BASE_`` chain that comes back to a file already in it is
+    refused before yacs sees it (yacs would raise a bare ``TypeError`` or recurse until
+    the interpreter gives up).
 
     Raises:
-        ConfigError: the file is missing, not yaml, unsafe, or names an unknown key or a
-            value of the wrong type (the message names the file or the key).
+        ConfigError: the file is missing, empty, not a mapping, not yaml, unsafe, in a
+            ``_BASE_`` cycle, or names an unknown key or a value of the wrong type (the
+            message names the file or the key, and the types).
     """
     if not Path(config_file).is_file():
         raise ConfigError(f"config file {config_file} does not exist; expected a yaml file")
+    _check_yaml_tree(config_file, (), cfg)
     try:
         cfg.merge_from_file(config_file, allow_unsafe=False)
-    except FileNotFoundError as e:  # a _BASE_ it names
+    except FileNotFoundError as e:  # a _BASE_ it names (checked above; kept for URLs)
         raise ConfigError(f"config file {e.filename or config_file} does not exist") from e
-    except yaml.constructor.ConstructorError as e:
-        raise ConfigError(
-            f"{config_file} asks the yaml loader to build a Python object ({e.problem}); "
-            "expected plain yaml values only"
-        ) from e
-    except yaml.YAMLError as e:
+    except yaml.YAMLError as e:  # checked above; a file that changed in between
         raise ConfigError(f"{config_file} is not valid yaml: {e}") from e
     except (AssertionError, KeyError, ValueError) as e:  # yacs and fvcore assert on input
-        raise ConfigError(f"{config_file}: {_reason(e)}") from e
+        raise ConfigError(f"{config_file}: {_reason(e, cfg)}") from e
     opts = list(opts)
     if len(opts) % 2:
         raise ConfigError(f"the overrides {opts} have an odd length; expected KEY VALUE pairs")
     try:
         cfg.merge_from_list(opts)
     except (AssertionError, KeyError, ValueError) as e:
-        raise ConfigError(f"command-line override: {_reason(e)}") from e
+        raise ConfigError(f"command-line override: {_reason(e, cfg)}") from e
     return cfg
 
 
-def _reason(error: Exception) -> str:
+_BASE_KEY = "_BASE_"
+
+
+def _load_yaml(path: str) -> object:
+    """A yaml file's content, read as fvcore reads it (the safe loader), or a ConfigError."""
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f)
+    except yaml.constructor.ConstructorError as e:
+        raise ConfigError(
+            f"{path} asks the yaml loader to build a Python object ({e.problem}); "
+            "expected plain yaml values only"
+        ) from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid yaml: {' '.join(str(e).split())}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not a text file ({e.reason}); expected a yaml file") from e
+
+
+def _describe(value: object) -> str:
+    """A value's type and a short rendering of it, for messages."""
+    if value is None:
+        return "null"
+    text = repr(value)
+    return f"{_a_type(type(value).__name__)} ({text[:40] + '...' if len(text) > 40 else text})"
+
+
+def _check_yaml_tree(path: str, chain: tuple[str, ...], cfg: CN) -> None:
+    """Check ``path`` and every ``_BASE_`` below it: a mapping of string keys, no cycle.
+
+    Args:
+        path: the yaml file, as the file that names it spells it.
+        chain: the real paths of the files that led here (their ``_BASE_``), outermost first.
+        cfg: the config it will be merged into: where it has a node, the yaml needs a
+            mapping (Detectron2's version guess would fail on anything else).
+    """
+    real = os.path.realpath(path)
+    if real in chain:
+        loop = " -> ".join([*chain[chain.index(real) :], real])
+        raise ConfigError(
+            f"config files {loop} form a _BASE_ cycle; expected a _BASE_ chain that ends"
+        )
+    if not os.path.isfile(path):
+        named_by = f" (the _BASE_ of {chain[-1]})" if chain else ""
+        raise ConfigError(f"config file {path}{named_by} does not exist; expected a yaml file")
+    data = _load_yaml(path)
+    if data is None:
+        raise ConfigError(
+            f"config file {path} is empty; expected a mapping of config keys (KEY: value)"
+        )
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {path} holds {_describe(data)}; expected a mapping of config keys "
+            "(KEY: value)"
+        )
+    _check_keys(data, path, "", cfg)
+    if _BASE_KEY not in data:
+        return
+    bases = data[_BASE_KEY]
+    for base in bases if isinstance(bases, list) else [bases]:
+        if not isinstance(base, str) or not base:
+            raise ConfigError(
+                f"{path}: _BASE_={bases!r} is invalid; expected the path of a base config "
+                "file (or a list of them)"
+            )
+        if base.startswith(("https://", "http://")):
+            continue  # fvcore fetches it; nothing to check here
+        base = os.path.expanduser(base)
+        if not os.path.isabs(base):  # relative to the file that names it, as fvcore does
+            base = os.path.join(os.path.dirname(path), base)
+        _check_yaml_tree(base, (*chain, real), cfg)
+
+
+def _check_keys(node: dict, path: str, prefix: str, defaults: object) -> None:
+    """Every key of a yaml mapping, at any depth, is a string (yacs joins them into names),
+    and a key that is a node in ``defaults`` holds a mapping."""
+    for key, value in node.items():
+        if not isinstance(key, str):
+            where = f" under {prefix[:-1]}" if prefix else ""
+            raise ConfigError(
+                f"{path}: the key {key!r}{where} is {_a_type(type(key).__name__)}; expected "
+                "config key names (strings such as SOLVER)"
+            )
+        default = defaults.get(key) if isinstance(defaults, dict) else None
+        if isinstance(default, dict) and not isinstance(value, dict):
+            raise ConfigError(
+                f"{path}: {prefix}{key} holds {_describe(value)}; expected "
+                f"a mapping of config keys (such as {', '.join(list(default)[:3])}, ...)"
+            )
+        if isinstance(value, dict):
+            _check_keys(value, path, f"{prefix}{key}.", default)
+
+
+_TYPE_NAMES = {
+    "int": "an integer",
+    "float": "a float",
+    "bool": "a boolean",
+    "str": "a string",
+    "tuple": "a list",
+    "list": "a list",
+    "dict": "a mapping",
+    "NoneType": "null",
+    "CfgNode": "a mapping of config keys",
+}
+
+_TYPE_MISMATCH = re.compile(
+    r"Type mismatch \(<class '([\w.]+)'> vs\. <class '([\w.]+)'>\) with values \((.*)\) "
+    r"for config key: (\S+)\s*$",
+    re.S,
+)
+
+
+def _a_type(name: str) -> str:
+    """'an integer' for 'int', 'a mapping of config keys' for '...CfgNode', and so on."""
+    short = name.rsplit(".", 1)[-1]
+    return _TYPE_NAMES.get(short, f"a {short}")
+
+
+def _type_mismatch(text: str, cfg: CN) -> Optional[str]:
+    """yacs's "Type mismatch (...) with values (...) for config key: K", reworded to name
+    the key, the value given, its type and the type expected; None for other messages."""
+    match = _TYPE_MISMATCH.match(text)
+    if match is None:
+        return None
+    expected_type, given_type, values, key = match.groups()
+    try:
+        default = cfg
+        for part in key.split("."):
+            default = default[part]
+    except (KeyError, TypeError):
+        return None
+    prefix = f"{default} vs. "
+    given = values[len(prefix) :] if values.startswith(prefix) else values
+    given = " ".join(given.split())
+    given = given[:40] + "..." if len(given) > 40 else given
+    if isinstance(default, CN) or expected_type.endswith("CfgNode"):
+        expected = f"{_a_type(expected_type)} (such as {', '.join(list(default)[:3])}, ...)"
+    else:
+        expected = f"{_a_type(expected_type)} like the {default!r} it replaces"
+        if expected_type == "float" and given_type == "int":
+            expected += f" (write {given}.0)"
+    return f"{key}={given} is {_a_type(given_type)}; expected {expected}"
+
+
+def _reason(error: Exception, cfg: CN) -> str:
     # KeyError's str() quotes its message; yacs puts "Non-existent config key: X" in it.
-    text = error.args[0] if error.args else str(error)
-    text = str(text).replace("Non-existent config key", "Non-existent key")
+    text = str(error.args[0] if error.args else error)
+    reworded = _type_mismatch(text, cfg)
+    if reworded:
+        return reworded
+    text = text.replace("Non-existent config key", "Non-existent key")
     return text.replace("Non-existent key", "unknown config key")

@@ -109,7 +109,9 @@ def test_fpn_in_feature_missing_from_backbone():
 
 def test_wrong_types_are_named():
     # In a yaml or on the command line, yacs already refuses a value of the wrong type.
-    with pytest.raises(ValueError, match=r"Type mismatch .* for config key: MODEL\.RESNETS\.DEPTH"):
+    with pytest.raises(
+        ValueError, match=r"MODEL\.RESNETS\.DEPTH=fifty is a string; expected an integer like the"
+    ):
         _build("faster_rcnn_X50_32x4d.yaml", "MODEL.RESNETS.DEPTH", "fifty")
     # From Python, the spec checks types itself.
     with pytest.raises(

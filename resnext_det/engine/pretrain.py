@@ -44,6 +44,7 @@ from ..data.classification import (
 from ..errors import ConfigError, TrainingDiverged
 from ..modeling import ResNeXtSpec, build_cifar_resnext, build_resnext_classifier
 from ..modeling.speed import apply_speed_options
+from ..value_checks import check_values, integer, number, numbers
 from .classification_eval import evaluate_classifier
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "StepSchedule",
     "build_classifier",
     "build_pretrain_config",
+    "check_pretrain_config",
     "init_distributed",
     "scale_to_world_size",
     "shutdown_distributed",
@@ -95,6 +97,58 @@ def shutdown_distributed() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+# Every number of the pretraining config, against what it means. A crop of 0 pixels or a
+# negative worker count would otherwise fail in the data loader as if images were corrupt.
+PRETRAIN_RULES = [
+    ("MODEL.NUM_CLASSES", integer(1)),
+    ("DATA.NUM_WORKERS", integer(0)),
+    ("INPUT.TRAIN_CROP", integer(1)),
+    ("INPUT.TRAIN_SCALE", numbers(0, 1, above=True, length=2)),
+    ("INPUT.TEST_RESIZE", integer(1)),
+    ("INPUT.TEST_CROP", integer(1)),
+    ("INPUT.PADDING", integer(0)),
+    ("INPUT.PIXEL_MEAN", numbers(length=3)),
+    ("INPUT.PIXEL_STD", numbers(0, above=True, length=3)),
+    ("SOLVER.IMS_PER_BATCH", integer(1)),
+    ("SOLVER.REFERENCE_WORLD_SIZE", integer(0)),
+    ("SOLVER.BASE_LR", number(0, above=True)),
+    ("SOLVER.MOMENTUM", number(0, 1, below=True)),
+    ("SOLVER.WEIGHT_DECAY", number(0)),
+    ("SOLVER.GAMMA", number(0, above=True)),
+    ("SOLVER.EPOCHS", integer(1)),
+    ("SOLVER.WARMUP_EPOCHS", number(0)),
+    ("SOLVER.MAX_ITER", integer(0)),
+    ("SOLVER.CHECKPOINT_PERIOD", integer(0)),
+    ("TEST.EVAL_PERIOD", integer(0)),
+    ("TEST.IMS_PER_BATCH", integer(1)),
+    ("LOG_PERIOD", integer(1)),
+    ("SEED", integer(0)),
+]
+
+
+def check_pretrain_config(cfg: CfgNode) -> None:
+    """Refuse the first value of a pretraining config that breaks its rule, in one line.
+
+    Raises:
+        ConfigError: naming the key, the value and what is expected.
+    """
+    check_values(cfg, PRETRAIN_RULES)
+    steps = cfg.SOLVER.STEPS
+    ordered = isinstance(steps, (list, tuple)) and all(
+        isinstance(s, (int, float)) and not isinstance(s, bool) and s >= 0 for s in steps
+    )
+    if not ordered or list(steps) != sorted(steps):
+        raise ConfigError(
+            f"SOLVER.STEPS={steps!r} is invalid; expected increasing epochs >= 0 (a list)"
+        )
+    low, high = cfg.INPUT.TRAIN_SCALE
+    if low > high:
+        raise ConfigError(
+            f"INPUT.TRAIN_SCALE={tuple(cfg.INPUT.TRAIN_SCALE)!r} is invalid; expected "
+            "(min, max) with min <= max"
+        )
 
 
 def build_pretrain_config(config_file: str, opts: Sequence[str] = ()) -> CfgNode:
@@ -208,6 +262,7 @@ class Pretrainer:
     """
 
     def __init__(self, cfg: CfgNode, context: Optional[DistributedContext] = None):
+        check_pretrain_config(cfg)
         self.context = context or DistributedContext(0, 1, torch.device("cpu"))
         world_size = self.context.world_size
         self.reference_cfg = cfg

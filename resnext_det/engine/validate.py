@@ -6,7 +6,6 @@ be known before the run (image data corrupt past its header) follows the data po
 :mod:`resnext_det.data.sanitize`.
 """
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -19,9 +18,27 @@ from ..data import attach_proposals
 from ..data.sanitize import check_image_files, load_registered, sanitize_annotations
 from ..errors import ConfigError, DataError
 from ..modeling import ResNeXtRes5ROIHeads, ResNeXtSpec
+from ..value_checks import (
+    check_values,
+    choice,
+    integer,
+    integers,
+    number,
+    numbers,
+    optional,
+    type_name,
+)
 from .trainer import check_can_train, proposal_file
 
-__all__ = ["check_detection_run", "check_device", "check_head_inputs", "check_solver"]
+__all__ = [
+    "check_datasets",
+    "check_detection_run",
+    "check_device",
+    "check_head_inputs",
+    "check_inputs",
+    "check_solver",
+    "class_count_keys",
+]
 
 
 def check_device(cfg: CfgNode) -> None:
@@ -73,23 +90,77 @@ def check_head_inputs(cfg: CfgNode) -> None:
             )
 
 
+# The schedule and the optimizer: where Detectron2 would assert, divide by zero, or
+# quietly train with a value that makes no sense (a negative weight decay).
+SOLVER_RULES = [
+    ("SOLVER.IMS_PER_BATCH", integer(1)),
+    ("SOLVER.MAX_ITER", integer(1)),
+    ("SOLVER.CHECKPOINT_PERIOD", integer(1)),
+    ("SOLVER.BASE_LR", number(0, above=True)),
+    ("SOLVER.BASE_LR_END", number(0)),
+    ("SOLVER.MOMENTUM", number(0, 1, below=True)),
+    ("SOLVER.WEIGHT_DECAY", number(0)),
+    ("SOLVER.WEIGHT_DECAY_NORM", number(0)),
+    ("SOLVER.WEIGHT_DECAY_BIAS", optional(number(0))),
+    ("SOLVER.BIAS_LR_FACTOR", number(0)),
+    ("SOLVER.GAMMA", number(0, above=True)),
+    ("SOLVER.WARMUP_ITERS", integer(0)),
+    ("SOLVER.WARMUP_FACTOR", number(0, 1)),
+    ("SOLVER.WARMUP_METHOD", choice("linear", "constant")),
+    ("SOLVER.REFERENCE_WORLD_SIZE", integer(0)),
+    ("TEST.EVAL_PERIOD", integer(0)),
+]
+# What a training image goes through: the loader, resizing, cropping, the heads' sampling.
+TRAIN_INPUT_RULES = [
+    ("INPUT.MIN_SIZE_TRAIN", integers(1)),
+    ("INPUT.MIN_SIZE_TRAIN_SAMPLING", choice("choice", "range")),
+    ("INPUT.MAX_SIZE_TRAIN", integer(1)),
+    ("DATALOADER.REPEAT_THRESHOLD", number(0)),
+    ("MODEL.RPN.BATCH_SIZE_PER_IMAGE", integer(1)),
+    ("MODEL.RPN.POSITIVE_FRACTION", number(0, 1, above=True)),
+    ("MODEL.RPN.PRE_NMS_TOPK_TRAIN", integer(1)),
+    ("MODEL.RPN.POST_NMS_TOPK_TRAIN", integer(1)),
+    ("MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", integer(1)),
+    ("MODEL.ROI_HEADS.POSITIVE_FRACTION", number(0, 1, above=True)),
+]
+# What evaluation (and so every run) goes through.
+INPUT_RULES = [
+    ("DATALOADER.NUM_WORKERS", integer(0)),
+    ("INPUT.MIN_SIZE_TEST", integer(0)),  # 0: no resizing, as Detectron2 documents
+    ("INPUT.MAX_SIZE_TEST", integer(1)),
+    ("TEST.DETECTIONS_PER_IMAGE", integer(1)),
+    ("MODEL.RPN.PRE_NMS_TOPK_TEST", integer(1)),
+    ("MODEL.RPN.POST_NMS_TOPK_TEST", integer(1)),
+    ("MODEL.ROI_HEADS.SCORE_THRESH_TEST", number(0, 1)),
+    ("MODEL.ROI_HEADS.NMS_THRESH_TEST", number(0, 1)),
+]
+# INPUT.CROP.SIZE by INPUT.CROP.TYPE, as detectron2.data.transforms.RandomCrop reads it.
+CROP_SIZE_RULES = {
+    "relative": numbers(0, 1, above=True, length=2),
+    "relative_range": numbers(0, 1, above=True, length=2),
+    "absolute": integers(1, length=2),
+    "absolute_range": integers(1, length=2),
+}
+# The heads whose class count each meta-architecture builds.
+CLASS_COUNT_KEYS = {
+    "GeneralizedRCNN": ("MODEL.ROI_HEADS.NUM_CLASSES",),
+    "RetinaNet": ("MODEL.RETINANET.NUM_CLASSES",),
+    "SemanticSegmentor": ("MODEL.SEM_SEG_HEAD.NUM_CLASSES",),
+    "PanopticFPN": ("MODEL.ROI_HEADS.NUM_CLASSES", "MODEL.SEM_SEG_HEAD.NUM_CLASSES"),
+}
+
+
 def check_solver(cfg: CfgNode, world_size: int = 1) -> None:
     """The schedule's values, checked where Detectron2 would assert or divide by zero."""
+    check_values(cfg, SOLVER_RULES)
     solver = cfg.SOLVER
-
-    def positive_int(key: str, value) -> None:
-        if not isinstance(value, int) or value < 1:
-            raise ConfigError(f"SOLVER.{key}={value!r} is invalid; expected an integer >= 1")
-
-    positive_int("IMS_PER_BATCH", solver.IMS_PER_BATCH)
-    positive_int("MAX_ITER", solver.MAX_ITER)
-    positive_int("CHECKPOINT_PERIOD", solver.CHECKPOINT_PERIOD)
-    if not (isinstance(solver.BASE_LR, (int, float)) and math.isfinite(solver.BASE_LR)) or (
-        solver.BASE_LR <= 0
-    ):
-        raise ConfigError(f"SOLVER.BASE_LR={solver.BASE_LR!r} is invalid; expected a number > 0")
-    steps = list(solver.STEPS)
-    if steps != sorted(steps) or any(not isinstance(s, int) or s < 0 for s in steps):
+    steps = solver.STEPS
+    if not isinstance(steps, (list, tuple)):
+        raise ConfigError(
+            f"SOLVER.STEPS={steps!r} is {type_name(steps)}; expected a list of increasing "
+            "iterations >= 0"
+        )
+    if any(not _is_iteration(s) for s in steps) or list(steps) != sorted(steps):
         raise ConfigError(
             f"SOLVER.STEPS={tuple(steps)!r} is invalid; expected increasing iterations >= 0"
         )
@@ -104,6 +175,55 @@ def check_solver(cfg: CfgNode, world_size: int = 1) -> None:
             f"SOLVER.IMS_PER_BATCH={solver.IMS_PER_BATCH} does not split over the "
             f"{world_size} processes launched; expected a multiple of {world_size}"
         )
+    clip = cfg.SOLVER.CLIP_GRADIENTS
+    if clip.ENABLED:
+        check_values(
+            cfg,
+            [
+                ("SOLVER.CLIP_GRADIENTS.CLIP_TYPE", choice("value", "norm")),
+                ("SOLVER.CLIP_GRADIENTS.CLIP_VALUE", number(0, above=True)),
+            ],
+        )
+
+
+def _is_iteration(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def class_count_keys(cfg: CfgNode) -> tuple[str, ...]:
+    """The ``NUM_CLASSES`` keys the model of ``cfg`` reads (none for a ProposalNetwork)."""
+    return CLASS_COUNT_KEYS.get(cfg.MODEL.META_ARCHITECTURE, ())
+
+
+def check_inputs(cfg: CfgNode, training: bool = True) -> None:
+    """The loader's, the input pipeline's and the heads' numbers, one line for the first
+    wrong one (a crop size of 0 would otherwise fail every image as if it were corrupt)."""
+    rules = [*INPUT_RULES, *((key, integer(1)) for key in class_count_keys(cfg))]
+    if training:
+        rules += TRAIN_INPUT_RULES
+    if cfg.MODEL.LOAD_PROPOSALS:
+        rules.append(("DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST", integer(1)))
+        if training:
+            rules.append(("DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TRAIN", integer(1)))
+    check_values(cfg, rules)
+    if not training:
+        return
+    sizes = list(cfg.INPUT.MIN_SIZE_TRAIN)
+    if cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING == "range" and (len(sizes) != 2 or sizes[0] > sizes[1]):
+        raise ConfigError(
+            f"INPUT.MIN_SIZE_TRAIN={tuple(sizes)!r} is invalid with "
+            "INPUT.MIN_SIZE_TRAIN_SAMPLING='range'; expected (low, high) with low <= high"
+        )
+    crop = cfg.INPUT.CROP
+    if crop.ENABLED:
+        check_values(cfg, [("INPUT.CROP.TYPE", choice(*CROP_SIZE_RULES))])
+        check_values(cfg, [("INPUT.CROP.SIZE", CROP_SIZE_RULES[crop.TYPE])])
+        low, high = crop.SIZE
+        if crop.TYPE == "absolute_range" and low > high:
+            raise ConfigError(
+                f"INPUT.CROP.SIZE={list(crop.SIZE)!r} is invalid with INPUT.CROP.TYPE="
+                "'absolute_range'; expected [min, max] with min <= max"
+            )
 
 
 def check_datasets(cfg: CfgNode, names: Sequence[str], is_train: bool) -> None:
@@ -145,6 +265,7 @@ def check_detection_run(
     check_device(cfg)
     if cfg.MODEL.BACKBONE.NAME.startswith("build_resnext"):
         ResNeXtSpec.from_config(cfg)
+    check_inputs(cfg, training=not eval_only)
     if not eval_only:
         check_solver(cfg, world_size)
         check_can_train(cfg)
