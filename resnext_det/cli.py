@@ -7,6 +7,7 @@ a multi-process launch, which prints it itself (:func:`worker_errors`) and exits
 that code. Any other exception propagates with its traceback.
 """
 
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,9 +22,21 @@ __all__ = ["USER_ERROR_EXIT_CODES", "report", "run_tool", "worker_errors"]
 USER_ERROR_EXIT_CODES = (UserError.exit_code, TrainingDiverged.exit_code)
 
 
+# PyTorch re-raises an exception of a DataLoader worker with the worker's whole traceback
+# as its message; the user error is the last line, after the exception's class name.
+_FROM_LOADER_WORKER = re.compile(
+    r"^Caught \w+ in DataLoader worker process \d+\.\s*Original Traceback .*\n[\w.]+: (.+?)\s*$",
+    re.S,
+)
+
+
 def report(error: UserError) -> None:
-    """Print a user error as one line on stderr."""
-    message = " ".join(str(error).split())  # one line, whatever the message held
+    """Print a user error as one line on stderr (without a data loader worker's traceback)."""
+    text = str(error)
+    from_worker = _FROM_LOADER_WORKER.match(text)
+    if from_worker:
+        text = from_worker[1]
+    message = " ".join(text.split())  # one line, whatever the message held
     print(f"error: {message}", file=sys.stderr, flush=True)
 
 
