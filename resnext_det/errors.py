@@ -11,6 +11,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "MissingFileError",
+    "OutputError",
     "TrainingDiverged",
     "UserError",
     "WeightsError",
@@ -33,6 +34,11 @@ class DataError(UserError, ValueError):
 
 class MissingFileError(UserError, FileNotFoundError):
     """A file or folder the run needs does not exist."""
+
+
+class OutputError(UserError, OSError):
+    """An output file or folder cannot be written: a file where a folder should be, no
+    permission, a full disk, another run writing to the same folder."""
 
 
 class WeightsError(UserError, ValueError):
