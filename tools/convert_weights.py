@@ -13,6 +13,14 @@ not convert, refuses shape mismatches, writes the weights and, beside them, a co
 snippet with their input conventions (RGB or BGR, pixel mean and std, stride placement),
 and checks that the converted backbone computes the source model's features on a test
 input, printing the largest difference. Nothing is downloaded.
+
+What it writes, and what it never replaces: OUTPUT and, beside it, OUTPUT's name with
+.yaml (the snippet). Before reading anything it refuses, in one line and with exit code 2,
+an OUTPUT or snippet that is the source file, an OUTPUT named *.yaml (its snippet would
+overwrite it), and an existing OUTPUT or snippet that an earlier conversion did not write
+(weights saved by this tool; the snippet of a conversion to the same OUTPUT) unless
+--overwrite is given. Weights holding NaN or inf are refused, naming the tensor. If the
+feature check fails (exit code 1), nothing is written.
 """
 
 import argparse
@@ -20,6 +28,7 @@ import sys
 
 from resnext_det.checkpoint import (
     SOURCES,
+    check_outputs,
     compare_features,
     convert,
     read_weight_file,
@@ -51,8 +60,14 @@ def main() -> int:
     parser.add_argument(
         "--check-size", type=int, default=224, help="side of the test input (0: no check)"
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing OUTPUT or snippet that an earlier conversion did not write",
+    )
     args = parser.parse_args()
 
+    check_outputs(args.output, args.source_file, args.overwrite)  # before any work
     data, guessed = read_weight_file(args.source_file)
     conversion = convert(data, args.source, args.caffe2_style, args.keep_classifier)
     conv = conversion.conventions
@@ -67,18 +82,18 @@ def main() -> int:
     )
     for key in conversion.unmatched:
         print(f"  not converted: {key}")
-    weights, snippet = write_detectron2_weights(conversion, args.output)
-    print(f"wrote {weights} and its config snippet {snippet}")
     if args.check_size:
         comparison = compare_features(conversion, data, size=args.check_size)
         print(comparison.summary())
-        if comparison.worst_relative > TOLERANCE:
+        if not comparison.worst_relative <= TOLERANCE:  # NaN included
             print(
                 f"error: the converted features differ from the source's by more than "
-                f"{TOLERANCE:g} of their scale; the conversion is wrong",
+                f"{TOLERANCE:g} of their scale; the conversion is wrong, and nothing was written",
                 file=sys.stderr,
             )
             return 1
+    weights, snippet = write_detectron2_weights(conversion, args.output, args.overwrite)
+    print(f"wrote {weights} and its config snippet {snippet}")
     return 0
 
 

@@ -5,13 +5,20 @@ from .convert import (
     Conversion,
     FeatureComparison,
     InputConventions,
+    check_outputs,
     compare_features,
     convert,
     infer_spec,
     read_weight_file,
     write_detectron2_weights,
 )
-from .safe_load import SafeDetectionCheckpointer, UnsafePickleError, load_pickle_safely
+from .safe_load import (
+    SafeDetectionCheckpointer,
+    UnsafePickleError,
+    check_finite_weights,
+    load_pickle_safely,
+    load_weight_file,
+)
 
 __all__ = [
     "SOURCES",
@@ -20,10 +27,13 @@ __all__ = [
     "InputConventions",
     "SafeDetectionCheckpointer",
     "UnsafePickleError",
+    "check_finite_weights",
+    "check_outputs",
     "compare_features",
     "convert",
     "infer_spec",
     "load_pickle_safely",
+    "load_weight_file",
     "read_weight_file",
     "write_detectron2_weights",
 ]

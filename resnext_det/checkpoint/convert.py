@@ -16,7 +16,7 @@ features on a test input.
 """
 
 import dataclasses
-import io
+import math
 import re
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -35,16 +35,22 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone.resnet import build_resnet_backbone
 from torch import nn
 
-from ..atomic_io import write_atomically
-from ..errors import MissingFileError, WeightsError
+from ..atomic_io import (
+    check_output_dir,
+    make_output_dir,
+    write_atomically,
+    write_text_atomically,
+)
+from ..errors import OutputError, WeightsError
 from ..modeling import BLOCKS_PER_STAGE, STAGE_NAMES, ResNeXtSpec, build_resnext
-from .safe_load import load_pickle_safely
+from .safe_load import check_finite_weights, load_weight_file
 
 __all__ = [
     "SOURCES",
     "Conversion",
     "FeatureComparison",
     "InputConventions",
+    "check_outputs",
     "compare_features",
     "convert",
     "infer_spec",
@@ -110,26 +116,22 @@ class Conversion:
 def read_weight_file(path: str) -> tuple[dict[str, Any], str]:
     """Read a weight file without running code in it.
 
-    ``.pkl``: the restricted unpickler (numpy arrays and plain containers only);
-    ``.safetensors``: the safetensors reader; anything else: ``torch.load`` with
-    ``weights_only=True``.
+    Read by its content (:func:`~resnext_det.checkpoint.safe_load.load_weight_file`): a
+    ``.pkl`` with the restricted unpickler (numpy arrays and plain containers only), a
+    safetensors file with the safetensors reader (whatever its suffix), anything else with
+    ``torch.load(weights_only=True)``. Its weights must be finite.
 
     Returns:
         The file's top-level dict and the format guessed from its layout.
-    """
-    path_ = Path(path)
-    if not path_.is_file():
-        raise MissingFileError(f"{path} does not exist; expected a weight file")
-    if path_.suffix == ".pkl":
-        data = load_pickle_safely(io.BytesIO(path_.read_bytes()))
-    elif path_.suffix == ".safetensors":
-        from safetensors.torch import load_file  # ships with timm
 
-        data = load_file(str(path_))
-    else:
-        data = torch.load(str(path_), map_location="cpu", weights_only=True)
+    Raises:
+        WeightsError: in one line naming the file: not a weight file, corrupt, holding
+            code, holding no dict, or non-finite values (naming the tensor).
+    """
+    data = load_weight_file(path)
     if not isinstance(data, Mapping):
         raise WeightsError(f"{path} holds a {type(data).__name__}; expected a dict of weights")
+    check_finite_weights(_state_of(data), str(path))
     return dict(data), _guess_source(data)
 
 
@@ -346,18 +348,99 @@ def _check_shapes(conversion: Conversion) -> None:
 # -- writing and checking ---------------------------------------------------------------
 
 
-def write_detectron2_weights(conversion: Conversion, path: str) -> tuple[Path, Path]:
+SNIPPET_HEADER = "# Input conventions of "
+
+
+def _snippet_of(output: Path) -> Path:
+    return output.with_suffix(".yaml")
+
+
+def _is_our_snippet(snippet: Path, output: Path) -> bool:
+    """Whether ``snippet`` is the config snippet a conversion to ``output`` wrote."""
+    try:
+        text = snippet.read_text(errors="replace")
+    except OSError:
+        return False
+    return text.startswith(SNIPPET_HEADER) and f'WEIGHTS: "{output.resolve()}"' in text
+
+
+def _is_our_weights(output: Path) -> bool:
+    """Whether ``output`` is a file :func:`write_detectron2_weights` wrote (read lazily)."""
+    try:
+        data = torch.load(str(output), map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 (any file that is not ours, in any way)
+        return False
+    return (
+        isinstance(data, dict)
+        and data.get("__author__") == "resnext_det"
+        and ("conventions" in data)
+    )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+
+
+def check_outputs(
+    output: str, source: Optional[str] = None, overwrite: bool = False
+) -> tuple[Path, Path]:
+    """Where a conversion will write: the weights and, beside them, their config snippet.
+
+    The rule: the source is never written; the weights never share their snippet's path
+    (an output named ``*.yaml``); and an existing file is replaced only if an earlier
+    conversion wrote it (weights saved by this module, or the snippet of a conversion to
+    the same output), or with ``overwrite``.
+
+    Raises:
+        OutputError: a path breaks the rule, or the output's folder cannot be written.
+    """
+    out = Path(output)
+    snippet = _snippet_of(out)
+    if out.is_dir():
+        raise OutputError(f"output={output!r} is a folder; expected a weight file name in it")
+    if snippet == out:
+        raise OutputError(
+            f"output={output!r} would be overwritten by its own config snippet ({snippet.name}); "
+            f"expected a weight file name such as {out.with_suffix('.pth').name}"
+        )
+    if source is not None:
+        for path, role in ((out, "output"), (snippet, "its config snippet")):
+            if _same_file(path, Path(source)):
+                raise OutputError(
+                    f"output={output!r}: {role} {path} is the source file; expected another "
+                    "output name (the source is never overwritten)"
+                )
+    if not overwrite:
+        if out.exists() and not _is_our_weights(out):
+            raise OutputError(
+                f"output={output!r} exists and was not written by this tool; expected a new "
+                "file name, or --overwrite to replace it"
+            )
+        if snippet.exists() and not _is_our_snippet(snippet, out):
+            raise OutputError(
+                f"{snippet} exists and is not the config snippet of a conversion to {out.name}; "
+                "expected another output name (the snippet is <output name>.yaml), or "
+                "--overwrite to replace it"
+            )
+    check_output_dir(out.parent, "the output's folder")
+    return out, snippet
+
+
+def write_detectron2_weights(
+    conversion: Conversion, path: str, overwrite: bool = False
+) -> tuple[Path, Path]:
     """Write the weights as a Detectron2 checkpoint and, beside it, a config snippet.
 
     The checkpoint is ``{"model": weights, "__author__": "resnext_det",
     "matching_heuristics": True}``: Detectron2 matches ImageNet weights by name suffix, so
     ``res5.*`` lands in the C4 head's ``roi_heads.res5`` or FPN's ``bottom_up.res5``.
+    Existing files are replaced only as :func:`check_outputs` allows.
 
     Returns:
         The checkpoint's path and the snippet's (``<name>.yaml``).
     """
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out, snippet = check_outputs(path, overwrite=overwrite)
+    make_output_dir(out.parent, "the output's folder")
     data = {
         "model": {k: v.contiguous() for k, v in conversion.weights.items()},
         "__author__": "resnext_det",
@@ -365,8 +448,7 @@ def write_detectron2_weights(conversion: Conversion, path: str) -> tuple[Path, P
         "conventions": asdict(conversion.conventions),
     }
     write_atomically(out, lambda f: torch.save(data, f))
-    snippet = out.with_suffix(".yaml")
-    snippet.write_text(config_snippet(conversion, out))
+    write_text_atomically(snippet, config_snippet(conversion, out))
     return out, snippet
 
 
@@ -382,7 +464,7 @@ def config_snippet(conversion: Conversion, weights_path: Path) -> str:
         f"MODEL.RESNETS.STRIDE_IN_1X1 {spec.stride_in_1x1}"
     )
     return (
-        f"# Input conventions of {weights_path.name}: {spec}, converted from {conversion.source}\n"
+        f"{SNIPPET_HEADER}{weights_path.name}: {spec}, converted from {conversion.source}\n"
         "# weights by tools/convert_weights.py. Merge these keys into a detection config,\n"
         "# or give them to tools/train_net.py as trailing overrides:\n"
         f"#   {overrides}\n"
@@ -411,17 +493,24 @@ class FeatureComparison:
 
     @property
     def worst_relative(self) -> float:
-        return max(
+        """The largest difference relative to its feature's scale; NaN if any is NaN."""
+        ratios = [
             self.max_abs_diff[k] / max(self.max_abs_value[k], 1e-12) for k in self.max_abs_diff
-        )
+        ]
+        return math.nan if any(math.isnan(r) for r in ratios) else max(ratios)
 
     def summary(self) -> str:
-        worst = max(self.max_abs_diff, key=lambda k: self.max_abs_diff[k])
+        # max() skips a NaN that comes first: rank NaN above every number.
+        worst = max(self.max_abs_diff, key=lambda k: _nan_first(self.max_abs_diff[k]))
         return (
             f"largest |difference| of the converted features: {self.max_abs_diff[worst]:.3g} "
             f"(at {worst}, whose values reach {self.max_abs_value[worst]:.3g}); relative "
             f"{self.worst_relative:.2g}"
         )
+
+
+def _nan_first(value: float) -> float:
+    return math.inf if math.isnan(value) else value
 
 
 def _reference_model(conversion: Conversion, data: Mapping[str, Any]) -> nn.Module:
