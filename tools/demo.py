@@ -8,6 +8,12 @@
 Writes <image>_pred.png for each image (boxes, classes and scores drawn by Detectron2's
 Visualizer) and detections.json (boxes in the image's pixels, x0 y0 x1 y1). Weight files
 are loaded without running code in them.
+
+Refused in one line (exit code 2) before any image is read: MODEL.WEIGHTS empty, or
+weights that do not provide the whole detector (another network; an ImageNet trunk), or
+a weight file that is corrupt, holds code, or holds NaN/inf; an --output that is a file
+or cannot be written. An image that cannot be read is skipped and the others are
+predicted and written; the tool then ends with one line naming it, and exit code 2.
 """
 
 import argparse
@@ -19,7 +25,7 @@ from detectron2.utils.logger import setup_logger
 
 from resnext_det.cli import run_tool
 from resnext_det.engine import build_config, register_all
-from resnext_det.engine.predictor import predict_images
+from resnext_det.engine.predictor import predict_images, skipped_error
 
 
 def main() -> None:
@@ -36,8 +42,11 @@ def main() -> None:
     setup_logger(name="resnext_det")
     register_all()
     cfg = build_config(args.config_file, args.opts)
-    path = predict_images(cfg, args.input, args.output, args.confidence_threshold)
+    predictions = predict_images(cfg, args.input, args.output, args.confidence_threshold)
+    path = predictions.path
     print(f"detections in {path}; drawn images in {path.parent}")
+    if predictions.skipped:
+        raise skipped_error(predictions)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,18 @@
-"""Run a trained detector on image files: drawn images and a JSON of the detections."""
+"""Run a trained detector on image files: drawn images and a JSON of the detections.
+
+What goes wrong: ``MODEL.WEIGHTS`` empty, or weights that do not cover the whole detector
+(another network, a trunk only), would predict with random weights and say nothing: they
+are refused before any image is read (:func:`~resnext_det.checkpoint.fit.check_weights_fit`,
+which also refuses corrupt, crafted and non-finite files). An image that cannot be read is
+skipped, the others are still predicted and written, and the run ends naming the skipped
+ones (:attr:`Predictions.skipped`).
+"""
 
 import json
+import logging
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +25,23 @@ from detectron2.data.detection_utils import convert_image_to_rgb, read_image
 from detectron2.modeling import build_model
 from detectron2.structures import Instances
 from detectron2.utils.visualizer import Visualizer
+from PIL import Image
 
-from ..atomic_io import write_text_atomically
+from ..atomic_io import check_output_dir, make_output_dir, write_atomically, write_text_atomically
 from ..checkpoint import SafeDetectionCheckpointer
-from ..errors import MissingFileError
+from ..checkpoint.fit import check_weights_fit
+from ..errors import ConfigError, DataError, MissingFileError
 
-__all__ = ["IMAGE_SUFFIXES", "Predictor", "find_images", "predict_images"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Predictions",
+    "Predictor",
+    "find_images",
+    "predict_images",
+    "skipped_error",
+]
+
+logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -31,11 +52,23 @@ class Predictor:
     Takes an image in the model's ``INPUT.FORMAT``, resizes it as for evaluation
     (``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``) and returns its detections in the
     original image's pixels.
+
+    Raises:
+        ConfigError: ``MODEL.WEIGHTS`` is empty.
+        WeightsError: the weights do not provide every tensor of the detector, or cannot
+            be read safely, or are not finite.
     """
 
     def __init__(self, cfg: CfgNode):
+        if not cfg.MODEL.WEIGHTS:
+            raise ConfigError(
+                "MODEL.WEIGHTS is empty, so the detector would predict with random weights; "
+                "expected MODEL.WEIGHTS path/to/model_final.pth"
+            )
         self.cfg = cfg.clone()
         self.model = build_model(self.cfg).eval()
+        # Detectron2 would load what fits and leave the rest random, with a log line only.
+        check_weights_fit(self.model, cfg.MODEL.WEIGHTS)
         SafeDetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
         self.resize = T.ResizeShortestEdge(
             [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
@@ -88,10 +121,45 @@ def _detections(instances: Instances, class_names: Sequence[str]) -> list[dict[s
     ]
 
 
+@dataclass
+class Predictions:
+    """What :func:`predict_images` wrote, and the images it could not read.
+
+    Attributes:
+        path: ``detections.json``.
+        predicted: how many images it lists.
+        skipped: each unreadable image and why.
+    """
+
+    path: Path
+    predicted: int
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+# What PIL and Detectron2 raise for a file that is no readable image (truncated, not an
+# image at all, an unknown mode, a decompression bomb).
+_UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def _read(path: Path, image_format: str) -> np.ndarray:
+    image = read_image(str(path), format=image_format)
+    if image.ndim != 3 or 0 in image.shape:
+        raise ValueError(f"an image of shape {image.shape}")
+    return image
+
+
+def _save_png(path: Path, image: np.ndarray) -> None:
+    write_atomically(path, lambda f: Image.fromarray(image).save(f, format="PNG"))
+
+
 def predict_images(
     cfg: CfgNode, paths: Iterable[os.PathLike], output_dir: os.PathLike, score_threshold: float
-) -> Path:
+) -> Predictions:
     """Detect objects in every image, draw them, and write ``detections.json``.
+
+    An image that cannot be read is skipped with a warning, and the others are predicted
+    and written all the same; the caller reports the skipped ones (``tools/demo.py`` ends
+    with one line naming them, and exit code 2).
 
     Args:
         cfg: the detector's config; ``MODEL.WEIGHTS`` names its trained weights, and the
@@ -101,24 +169,35 @@ def predict_images(
         score_threshold: detections scoring less are neither drawn nor listed.
 
     Returns:
-        The path of ``detections.json``: a list of ``{"file_name", "height", "width",
-        "detections": [{"bbox_xyxy", "score", "category_id", "category"}]}``.
+        Where ``detections.json`` is (a list of ``{"file_name", "height", "width",
+        "detections": [{"bbox_xyxy", "score", "category_id", "category"}]}``), and the
+        skipped images.
+
+    Raises:
+        UserError: before any image is predicted: ``output_dir`` cannot be written, an
+            input path does not exist, or the weights are refused (:class:`Predictor`).
     """
+    check_output_dir(output_dir, "--output")
     images = find_images(paths)
     predictor = Predictor(cfg)
     dataset = cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else "__unused"
     metadata = MetadataCatalog.get(dataset)
     class_names = metadata.get("thing_classes", [])
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    records = []
+    output_dir = make_output_dir(output_dir, "--output")
+    records, skipped = [], []
     for path in images:
-        image = read_image(str(path), format=cfg.INPUT.FORMAT)
+        try:
+            image = _read(path, cfg.INPUT.FORMAT)
+        except _UNREADABLE as e:
+            reason = " ".join(str(e).split()) or type(e).__name__
+            logger.warning(f"skipped {path}: it cannot be read as an image ({reason})")
+            skipped.append((path, reason))
+            continue
         instances = predictor(image)
         instances = instances[instances.scores >= score_threshold]
         rgb = convert_image_to_rgb(image, cfg.INPUT.FORMAT)
         drawn = Visualizer(rgb, metadata).draw_instance_predictions(instances)
-        drawn.save(str(output_dir / f"{path.stem}_pred.png"))
+        _save_png(output_dir / f"{path.stem}_pred.png", drawn.get_image())
         records.append(
             {
                 "file_name": str(path),
@@ -129,4 +208,16 @@ def predict_images(
         )
     result = output_dir / "detections.json"
     write_text_atomically(result, json.dumps(records, indent=1))
-    return result
+    return Predictions(result, len(records), skipped)
+
+
+def skipped_error(predictions: Predictions) -> DataError:
+    """The one-line error for the images :func:`predict_images` skipped."""
+    count = len(predictions.skipped)
+    first, reason = predictions.skipped[0]
+    others = f" and {count - 1} more" if count > 1 else ""
+    return DataError(
+        f"{first} cannot be read as an image ({reason}){others}, so {count} of "
+        f"{count + predictions.predicted} images were skipped; expected image files (the "
+        f"detections of the other {predictions.predicted} are in {predictions.path})"
+    )
