@@ -19,6 +19,7 @@ from detectron2.modeling import GeneralizedRCNN
 from detectron2.structures import Boxes, Instances
 from torch import Tensor, nn
 
+from .atomic_io import make_output_dir, write_atomically
 from .errors import ConfigError, MissingFileError
 
 __all__ = [
@@ -115,8 +116,7 @@ def export_model(
         )
     if fmt == "onnx" and method != "tracing":
         raise ConfigError(f"--format onnx needs --export-method tracing, not {method!r}")
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output_dir(output_dir, "--output")
     model.eval()
 
     if method == "scripting":
@@ -127,7 +127,7 @@ def export_model(
             )
         scripted = scripting_with_instances(_ScriptableAdapter(model), SCRIPTING_FIELDS)
         path = out / "model.ts"
-        torch.jit.save(scripted, str(path))
+        write_atomically(path, lambda f: torch.jit.save(scripted, f))
         dump_torchscript_IR(scripted, str(out))
         loaded = torch.jit.load(str(path))
 
@@ -144,7 +144,7 @@ def export_model(
         # new names); the outputs are compared below instead, which is the stronger check.
         traced = torch.jit.trace(adapter, (image,), check_trace=False)
         path = out / "model.ts"
-        torch.jit.save(traced, str(path))
+        write_atomically(path, lambda f: torch.jit.save(traced, f))
         dump_torchscript_IR(traced, str(out))
         loaded = torch.jit.load(str(path))
 
@@ -155,8 +155,9 @@ def export_model(
         return Exported(path, run_traced)
 
     path = out / "model.onnx"
-    with open(path, "wb") as f:
-        torch.onnx.export(adapter, (image,), f, dynamo=False, opset_version=17)
+    write_atomically(
+        path, lambda f: torch.onnx.export(adapter, (image,), f, dynamo=False, opset_version=17)
+    )
     return Exported(path, _onnx_runner(path, adapter))
 
 

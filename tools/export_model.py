@@ -11,6 +11,11 @@ Writes model.ts (TorchScript, with its IR dumped beside it) or model.onnx to --o
 then runs the exported model beside the eager one on the sample images (--sample-image,
 else the first images of DATASETS.TEST[0]) and prints how far their detections are
 apart; exits 1 if they differ. The speed options (MODEL.RESNEXT) export as they are.
+
+Refused in one line (exit code 2) before the export: MODEL.WEIGHTS empty, weights that
+do not provide the whole detector, a weight file that is corrupt, holds code or holds
+NaN/inf, and an --output that is a file or cannot be written. model.ts / model.onnx are
+written whole or not at all.
 """
 
 import resnext_det  # noqa: F401 (first: it silences Detectron2's import-time warnings)
@@ -21,6 +26,7 @@ import argparse
 from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
 
+from resnext_det.atomic_io import check_output_dir
 from resnext_det.checkpoint import SafeDetectionCheckpointer
 from resnext_det.checkpoint.fit import check_weights_fit
 from resnext_det.cli import run_tool
@@ -50,6 +56,7 @@ def main() -> int:
     setup_logger(name="resnext_det")
     register_all()
     cfg = build_config(args.config_file, ["MODEL.DEVICE", "cpu", *args.opts])
+    check_output_dir(args.output, "--output")
     if not cfg.MODEL.WEIGHTS:
         raise ConfigError(
             "MODEL.WEIGHTS is empty, so the export would hold random weights; expected "
