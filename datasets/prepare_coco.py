@@ -7,9 +7,10 @@
 
 Accepts COCO 2014 with the minival / valminusminival jsons, COCO 2014 with
 instances_val2014.json and a list of the 5000 minival ids (the two jsons are built from
-it), or COCO 2017; see datasets/README.md. Prints one line per problem and exits 2 if
-there is any, else says which layout will be used. Training tools register the splits
-themselves (resnext_det.data.register_coco2014_splits).
+it, and rebuilt whenever the list or the val json changes: each records the sha256 of
+both), or COCO 2017; see datasets/README.md. An empty or malformed id list is refused.
+Prints one line per problem and exits 2 if there is any, else says which layout will be
+used. Training tools register the splits themselves (resnext_det.data.register_coco2014_splits).
 """
 
 import argparse
@@ -32,12 +33,11 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    if find_coco_layout(args.root) is None:
-        try:
-            for path in build_minival_jsons(args.root):
-                print(f"wrote {path}")
-        except FileNotFoundError:
-            pass  # not the 2014-ids form either: check_coco says what is expected
+    try:  # whenever the id list is there: the jsons may be missing or stale
+        for path in build_minival_jsons(args.root):
+            print(f"wrote {path}")
+    except FileNotFoundError:
+        pass  # not the 2014-ids form: check_coco says what is expected
     problems = check_coco(args.root, expect_full=not args.allow_subset)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)

@@ -108,8 +108,10 @@ def test_a_malformed_json_is_one_problem_not_a_crash(tmp_path):
     (coco / "annotations" / "instances_val2017.json").write_text('{"images": [{"id": 5}]}')
     problems = check_coco(tmp_path, expect_full=False)
     assert problems == [
-        f"{coco / 'annotations' / 'instances_val2017.json'}: an entry of 'images' lacks "
-        "('id', 'file_name'): {'id': 5}"
+        f"{coco / 'annotations' / 'instances_val2017.json'}: images[0] lacks 'file_name', "
+        """'height', 'width' ({"id": 5}); expected a COCO instances json: 'images' (id, """
+        "file_name, height, width), 'annotations' (id, image_id, category_id, bbox) and "
+        "'categories' (id, name)"
     ]
 
 

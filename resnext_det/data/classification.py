@@ -27,6 +27,7 @@ from torchvision import transforms as T
 
 from ..checkpoint import UnsafePickleError, load_pickle_safely
 from ..errors import ConfigError, DataError, MissingFileError
+from .images import DecompressionBomb, bomb_text, unsupported_mode
 
 __all__ = [
     "CIFAR_FORMATS",
@@ -156,7 +157,12 @@ class _ImageFolderSplit(Dataset):
         path, target = self.samples[index]
         try:
             with Image.open(path) as image:
+                kind = unsupported_mode(image.mode)
+                if kind:  # converting would clip it to a white image
+                    raise OSError(f"{kind}, which would be read as a white image")
                 return image.convert("RGB"), target
+        except DecompressionBomb as e:  # no OSError: it would end the run with a traceback
+            raise OSError(f"{path}: {bomb_text(e)}") from e
         except OSError as e:  # PIL's UnidentifiedImageError and truncated files
             raise OSError(f"{path}: {e}") from e
 
@@ -165,10 +171,11 @@ class AugmentedDataset(Dataset):
     """A dataset whose samples are transformed with randomness fixed by (seed, epoch, index).
 
     Indexed by ``(epoch, index)`` keys (see :class:`TrainSampler`) or plain indices (epoch 0).
-    In training (``skip_unreadable``) an image that cannot be decoded is replaced by the
-    next readable one, with a warning naming its file, so one corrupt file does not end a
-    run hours in; in evaluation it is an error naming the file (a score over other images
-    would not be the score asked for).
+    In training (``skip_unreadable``) an image that cannot be decoded (or only wrongly: a
+    16-bit image, a decompression bomb) is replaced by the next readable one, with a
+    warning naming its file, so one corrupt file does not end a run hours in; in
+    evaluation it is an error naming the file (a score over other images would not be the
+    score asked for).
     """
 
     def __init__(

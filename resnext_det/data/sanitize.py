@@ -1,14 +1,21 @@
 """What a faulty detection dataset does to a run: one policy, applied before it starts.
 
+- A COCO json that Detectron2 would misread: an image id or a file listed twice, an
+  annotation id used twice (except in the published minival jsons), a missing
+  ``categories`` list or a missing field: fail at start, naming the id or the entry.
 - An image file missing, or not an image (no readable header): fail at start.
-- An image whose size differs from its annotated width/height: fail at start.
+- An image whose size, as Detectron2 reads it (turned by its EXIF orientation), differs
+  from its annotated width/height, or an annotated size that is not a number: fail at start.
+- A 16- or 32-bit image (which Detectron2 would read as a white image), or a header
+  claiming more pixels than PIL opens (a decompression bomb): fail at start.
 - An unknown category id: fail at start (Detectron2's COCO loader finds it; reworded).
 - A box with a width or height <= 0, or not 4 finite numbers: dropped, counted.
 - A box reaching outside its image: clipped to it, counted; dropped if nothing is left.
 - An image without annotations: training skips it (``FILTER_EMPTY_ANNOTATIONS``, counted
   by Detectron2); evaluation keeps it.
 - Image data corrupt past its header (found only when decoded): training skips the image
-  with a warning naming it; evaluation fails, naming it.
+  with a warning naming it; evaluation fails, naming it. When every training image has
+  been skipped, training fails, naming a few of them.
 
 Failing at start means before the first iteration, with one line naming the dataset, how
 many images are affected and a few of them. Nothing is skipped silently.
@@ -22,17 +29,20 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
-from detectron2.data import DatasetCatalog, DatasetMapper
+from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
 from detectron2.data.detection_utils import SizeMismatchError
 from detectron2.structures import BoxMode
-from PIL import Image
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, UserError
+from .coco_json import EXPECTED, check_coco_json, coco_json_problem, read_coco_json
+from .images import DecompressionBomb, header_problem
 
 __all__ = [
     "DataReport",
     "SkippingDatasetMapper",
+    "check_dataset_jsons",
     "check_image_files",
+    "dataset_json_files",
     "load_registered",
     "sanitize_annotations",
 ]
@@ -123,26 +133,15 @@ def sanitize_annotations(
 
 def _header_problem(record: dict) -> Optional[str]:
     """Why the image of ``record`` cannot be used, from its file header; None if it can."""
-    path = record.get("file_name")
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except FileNotFoundError:
-        return f"missing: {path}"
-    except (OSError, ValueError) as e:  # not an image, unreadable, truncated header
-        return f"unreadable ({e.__class__.__name__}): {path}"
-    expected = (record.get("width"), record.get("height"))
-    if None not in expected and expected != (width, height):
-        return (
-            f"size {width}x{height} where the annotations say {expected[0]}x{expected[1]}: {path}"
-        )
-    return None
+    return header_problem(record.get("file_name"), record.get("width"), record.get("height"))
 
 
 def check_image_files(dataset_dicts: Iterable[dict], dataset: str, workers: int = 8) -> int:
     """Check that every image exists, has a readable header and the annotated size.
 
-    Reads only the file headers (a fraction of a millisecond each), in ``workers`` threads.
+    Reads only the file headers (a fraction of a millisecond each), in ``workers`` threads;
+    sizes are compared as Detectron2 will read the images, after their EXIF orientation
+    (:mod:`resnext_det.data.images`).
 
     Returns:
         The number of images checked.
@@ -156,8 +155,8 @@ def check_image_files(dataset_dicts: Iterable[dict], dataset: str, workers: int 
     if problems:
         raise DataError(
             f"dataset {dataset!r}: {len(problems)} of {len(records)} images cannot be used "
-            f"({'; '.join(problems[:3])}); expected every listed image on disk, readable, of "
-            "the annotated size"
+            f"({'; '.join(problems[:3])}); expected every listed image on disk, readable, "
+            "8-bit, of the annotated size"
         )
     return len(records)
 
@@ -166,15 +165,19 @@ class SkippingDatasetMapper(DatasetMapper):
     """Detectron2's ``DatasetMapper`` that skips an image whose data turns out corrupt.
 
     Returning None makes Detectron2's training loader draw another image (it warns after
-    three in a row); each skip is logged with the file and counted here.
+    three in a row); each skip is logged with the file and counted here. Once every one
+    of the ``num_images`` training images has failed (set it to the dataset's size), the
+    mapper raises: Detectron2 would otherwise fail with a bare ``ValueError`` from
+    ``random.sample`` (an empty pool), or retry forever.
     """
 
     skipped = 0
+    num_images: Optional[int] = None
 
     def __call__(self, dataset_dict: dict) -> Optional[dict]:
         try:
             return super().__call__(dataset_dict)
-        except (OSError, SizeMismatchError, ValueError, SyntaxError) as e:
+        except (OSError, SizeMismatchError, ValueError, SyntaxError, DecompressionBomb) as e:
             if not self.is_train:
                 raise DataError(
                     f"image {dataset_dict.get('file_name')} cannot be decoded ({e}); "
@@ -185,7 +188,42 @@ class SkippingDatasetMapper(DatasetMapper):
                 f"skipping image {dataset_dict.get('file_name')} (corrupt: {e}); "
                 f"{type(self).skipped} skipped so far in this process"
             )
+            self._count_unusable(dataset_dict.get("file_name"), e)
             return None
+
+    def _count_unusable(self, file_name: Optional[str], error: Exception) -> None:
+        if "_unusable" not in self.__dict__:
+            self._unusable: dict[Optional[str], str] = {}
+        self._unusable[file_name] = str(error)
+        if self.num_images and len(self._unusable) >= self.num_images:
+            examples = "; ".join(
+                f"{name} ({why})" for name, why in list(self._unusable.items())[:2]
+            )
+            raise DataError(
+                f"all {self.num_images} training images failed to decode and were skipped "
+                f"(e.g. {examples}); expected readable images (check INPUT.* as well: every "
+                "image goes through the same resizing and cropping)"
+            )
+
+
+def dataset_json_files(name: str) -> list[str]:
+    """The COCO json files a registered dataset is read from, as far as its metadata tells."""
+    metadata = MetadataCatalog.get(name)
+    files = metadata.get("json_files", None) or [metadata.get("json_file", None)]
+    return [str(f) for f in files if f]
+
+
+def check_dataset_jsons(name: str) -> None:
+    """Refuse a registered dataset whose COCO json Detectron2 would misread or fail on.
+
+    Raises:
+        DataError: naming the dataset, the file, and the repeated id or bad entry.
+    """
+    for json_file in dataset_json_files(name):
+        try:
+            check_coco_json(json_file)
+        except UserError as e:
+            raise type(e)(f"dataset {name!r}: {e}") from e
 
 
 def load_registered(name: str) -> list[dict]:
@@ -204,5 +242,21 @@ def load_registered(name: str) -> list[dict]:
             "file (see datasets/README.md)"
         ) from e
     except (KeyError, ValueError, TypeError, AssertionError) as e:  # bad json, unknown id, ...
-        reason = e.args[0] if e.args else e
-        raise DataError(f"dataset {name!r} cannot be loaded: {reason}") from e
+        raise DataError(f"dataset {name!r} cannot be loaded: {_loader_reason(name, e)}") from e
+
+
+def _loader_reason(name: str, error: Exception) -> str:
+    """What made Detectron2's loader fail, in words: the json's own problem when there is
+    one (a bare ``KeyError: 'categories'`` says neither what nor where), else the error."""
+    for json_file in dataset_json_files(name):
+        try:
+            data = read_coco_json(json_file)
+        except UserError as e:
+            return str(e)
+        problem = coco_json_problem(data)
+        if problem:
+            return f"{json_file}: {problem}"
+    reason = str(error.args[0] if error.args else error)
+    if isinstance(error, KeyError) and " " not in reason:  # a bare key, not a sentence
+        return f"an entry lacks the key {reason!r}; {EXPECTED}"
+    return reason

@@ -189,6 +189,7 @@ class Trainer(DefaultTrainer):
     def build_train_loader(cls, cfg: CfgNode):
         dicts = load_dataset_dicts(cfg, cfg.DATASETS.TRAIN, is_train=True)
         mapper = SkippingDatasetMapper(cfg, is_train=True)
+        mapper.num_images = len(dicts)  # so that it can tell when every image has failed
         return build_detection_train_loader(cfg, dataset=dicts, mapper=mapper)
 
     @classmethod

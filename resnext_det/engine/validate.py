@@ -10,12 +10,18 @@ from collections.abc import Sequence
 
 import torch
 from detectron2.config import CfgNode
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import build_backbone, build_model
 
 from ..checkpoint import SafeDetectionCheckpointer
 from ..checkpoint.fit import check_weights_fit, pretrained_scope
 from ..data import attach_proposals
-from ..data.sanitize import check_image_files, load_registered, sanitize_annotations
+from ..data.sanitize import (
+    check_dataset_jsons,
+    check_image_files,
+    load_registered,
+    sanitize_annotations,
+)
 from ..errors import ConfigError, DataError
 from ..modeling import ResNeXtRes5ROIHeads, ResNeXtSpec
 from ..value_checks import (
@@ -23,6 +29,7 @@ from ..value_checks import (
     choice,
     integer,
     integers,
+    lookup,
     number,
     numbers,
     optional,
@@ -31,6 +38,7 @@ from ..value_checks import (
 from .trainer import check_can_train, proposal_file
 
 __all__ = [
+    "check_class_count",
     "check_datasets",
     "check_detection_run",
     "check_device",
@@ -226,14 +234,67 @@ def check_inputs(cfg: CfgNode, training: bool = True) -> None:
             )
 
 
+def check_class_count(cfg: CfgNode, name: str, records: Sequence[dict]) -> None:
+    """Each class head of the model has as many classes as the dataset has categories.
+
+    Detectron2 never compares them: with one category too many, the last one has the
+    background's index and trains as background; with one too few, a class is never
+    trained. The categories are the dataset's ``thing_classes`` (a COCO json's
+    ``categories``); without that metadata, its largest category id must fit the head.
+
+    Raises:
+        ConfigError: naming the key, both numbers and the dataset.
+    """
+    metadata = MetadataCatalog.get(name)
+    for key in class_count_keys(cfg):
+        count = lookup(cfg, key)
+        if key == "MODEL.SEM_SEG_HEAD.NUM_CLASSES":
+            classes = metadata.get("stuff_classes", None)
+        else:
+            classes = metadata.get("thing_classes", None)
+        if classes is not None:
+            if len(classes) != count:
+                shown = ", ".join(map(str, classes[:4])) + (", ..." if len(classes) > 4 else "")
+                noun = "category" if len(classes) == 1 else "categories"
+                raise ConfigError(
+                    f"{key}={count} does not match the {len(classes)} {noun} of dataset "
+                    f"{name!r} ({shown}); expected {key} {len(classes)} (a class beyond the "
+                    "head's count trains as background, one the data lacks never trains)"
+                )
+            continue
+        if key == "MODEL.SEM_SEG_HEAD.NUM_CLASSES":
+            continue  # segmentation masks are read only when training
+        ids = [a.get("category_id") for r in records for a in r.get("annotations", [])]
+        largest = max((i for i in ids if isinstance(i, int)), default=-1)
+        if largest >= count:
+            raise ConfigError(
+                f"{key}={count} is too small for dataset {name!r}, whose annotations use "
+                f"category {largest} (counted from 0); expected {key} >= {largest + 1}"
+            )
+
+
+def _trainable_images(cfg: CfgNode, records: Sequence[dict]) -> int:
+    """How many images the training loader keeps (Detectron2 drops those with no box that
+    is not a crowd region, when FILTER_EMPTY_ANNOTATIONS)."""
+    if not cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
+        return len(records)
+    return sum(
+        1 for r in records if any(a.get("iscrowd", 0) == 0 for a in r.get("annotations", []))
+    )
+
+
 def check_datasets(cfg: CfgNode, names: Sequence[str], is_train: bool) -> None:
-    """Each dataset loads, every image is usable, enough are annotated, proposals cover all."""
+    """Each dataset's json is sound, it loads, every image is usable, its categories fit the
+    class heads, enough images are annotated, and the proposal files cover all."""
     for name in names:
+        if name in DatasetCatalog.list():
+            check_dataset_jsons(name)  # before the loader, which would misread or fail
         records = load_registered(name)
         check_image_files(records, name)
+        check_class_count(cfg, name, records)
         records, _ = sanitize_annotations(records, name)  # logs what it fixes
         if is_train:
-            usable = sum(1 for r in records if r.get("annotations"))
+            usable = _trainable_images(cfg, records)
             if usable < cfg.SOLVER.IMS_PER_BATCH and not cfg.MODEL.LOAD_PROPOSALS:
                 raise DataError(
                     f"dataset {name!r} has {usable} images with usable annotations, fewer "
