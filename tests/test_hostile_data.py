@@ -27,11 +27,13 @@ from detectron2.data import (
 )
 from detectron2.data.datasets import register_coco_instances
 from detectron2.data.detection_utils import read_image
+from detectron2.modeling import build_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from resnext_det.checkpoint import SafeDetectionCheckpointer
 from resnext_det.cli import report
 from resnext_det.data.classification import AugmentedDataset, _ImageFolderSplit
 from resnext_det.data.coco2014 import build_minival_jsons, check_coco
@@ -43,6 +45,7 @@ from resnext_det.data.sanitize import (
     load_registered,
 )
 from resnext_det.engine import build_config
+from resnext_det.engine.predictor import predict_images
 from resnext_det.engine.validate import check_class_count, check_datasets
 from resnext_det.errors import ConfigError, DataError
 
@@ -371,6 +374,19 @@ def test_the_predictor_s_image_reading_names_the_file(tmp_path):
         make(tmp_path / name)
         with pytest.raises(DataError, match=pattern):
             read_image_checked(tmp_path / name, "BGR")
+
+
+def test_the_demo_predictor_skips_a_16_bit_image_and_names_it(tmp_path):
+    cfg = build_config(str(DEMO_CONFIG), [*TINY_DEMO_OPTS, "MODEL.RESNETS.NORM", "BN"])
+    model = build_model(cfg)  # a real, tiny, untrained detector: only the reading is tested
+    SafeDetectionCheckpointer(model, save_dir=str(tmp_path)).save("tiny")
+    cfg.MODEL.WEIGHTS = str(tmp_path / "tiny.pth")
+    ok = _photo(tmp_path / "ok.jpg", 64, 48)
+    deep = _sixteen_bit_png(tmp_path / "deep.png")
+    predictions = predict_images(cfg, [ok, deep], tmp_path / "out", score_threshold=0.5)
+    assert predictions.predicted == 1  # Detectron2 alone would predict on a white image
+    assert [p.name for p, _ in predictions.skipped] == ["deep.png"]
+    assert "a 16-bit image (PIL mode I;16)" in predictions.skipped[0][1]
 
 
 def test_pretraining_skips_a_bomb_and_a_16_bit_image_in_training_and_names_them_in_evaluation(

@@ -21,7 +21,7 @@ import torch
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
-from detectron2.data.detection_utils import convert_image_to_rgb, read_image
+from detectron2.data.detection_utils import convert_image_to_rgb
 from detectron2.modeling import build_model
 from detectron2.structures import Instances
 from detectron2.utils.visualizer import Visualizer
@@ -30,6 +30,7 @@ from PIL import Image
 from ..atomic_io import check_output_dir, make_output_dir, write_atomically, write_text_atomically
 from ..checkpoint import SafeDetectionCheckpointer
 from ..checkpoint.fit import check_weights_fit
+from ..data.images import read_image_checked
 from ..errors import ConfigError, DataError, MissingFileError
 
 __all__ = [
@@ -142,7 +143,8 @@ _UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 def _read(path: Path, image_format: str) -> np.ndarray:
-    image = read_image(str(path), format=image_format)
+    # Detectron2's read_image, refusing what it would misread (a 16-bit image as white).
+    image = read_image_checked(path, format=image_format)
     if image.ndim != 3 or 0 in image.shape:
         raise ValueError(f"an image of shape {image.shape}")
     return image
