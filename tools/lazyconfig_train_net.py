@@ -7,19 +7,29 @@ Detectron2's tools/lazyconfig_train_net.py flow and flags (--config-file, --resu
 
     python tools/lazyconfig_train_net.py --config-file configs/faster_rcnn_X50_32x4d_FPN.py \\
         train.init_checkpoint=/path/to/imagenet_x50_32x4d.pth train.device=cpu
+
+As train_net.py: train.init_checkpoint must fit the model (its trunk for training, all of
+it for --eval-only, which refuses an empty one) and be a finite, safe weight file; the
+launching process holds train.output_dir for the run, and a SIGTERM to it ends its
+workers too.
 """
 
 import resnext_det  # noqa: F401 (first: it silences Detectron2's import-time warnings)
 
 # isort: split
+from contextlib import nullcontext
+
 from detectron2.config import LazyConfig, instantiate
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.engine.defaults import create_ddp_model
 
 from resnext_det.checkpoint import SafeDetectionCheckpointer
+from resnext_det.checkpoint.fit import check_weights_fit
 from resnext_det.cli import run_tool, worker_errors
 from resnext_det.engine import register_all
 from resnext_det.engine.lazy_train import do_test, do_train
+from resnext_det.errors import ConfigError
+from resnext_det.run_guard import exclusive_output_dir, workers_end_with_launcher
 
 
 def main(args):
@@ -27,7 +37,14 @@ def main(args):
     cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
     default_setup(cfg, args)
     if args.eval_only:
-        model = create_ddp_model(instantiate(cfg.model).to(cfg.train.device))
+        if not cfg.train.init_checkpoint:
+            raise ConfigError(
+                "--eval-only with train.init_checkpoint empty would evaluate random weights; "
+                "expected train.init_checkpoint=path/to/model_final.pth"
+            )
+        model = instantiate(cfg.model).to(cfg.train.device)
+        check_weights_fit(model, cfg.train.init_checkpoint, what="train.init_checkpoint")
+        model = create_ddp_model(model)
         SafeDetectionCheckpointer(model).load(cfg.train.init_checkpoint)
         return do_test(cfg, model)
     do_train(cfg, resume=args.resume)
@@ -38,10 +55,16 @@ def worker(args):
         return main(args)
 
 
-if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
-    run_tool(
-        lambda: launch(
+def check_and_launch(args) -> None:
+    cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
+    # The first machine's main process writes train.output_dir (Detectron2's rule).
+    holder = (
+        exclusive_output_dir(cfg.train.output_dir, "train.output_dir")
+        if args.machine_rank == 0
+        else nullcontext()
+    )
+    with holder, workers_end_with_launcher("lazyconfig_train_net"):
+        launch(
             worker,
             args.num_gpus,
             num_machines=args.num_machines,
@@ -49,4 +72,8 @@ if __name__ == "__main__":
             dist_url=args.dist_url,
             args=(args,),
         )
-    )
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    run_tool(lambda: check_and_launch(args))

@@ -12,6 +12,10 @@
 One process per GPU (NCCL), or several on a CPU (gloo). Batch and lr are given for 8
 processes and scale linearly to the number launched. Then convert the result for
 Detectron2 with tools/convert_weights.py.
+
+One run per OUTPUT_DIR: a second run on a folder in use ends at once, naming the first
+one's pid. MODEL.WEIGHTS and the checkpoint to resume must fit the classifier and be
+finite, or the run ends in one line naming the file.
 """
 
 import argparse
@@ -30,6 +34,7 @@ from resnext_det.engine.pretrain import (
     init_distributed,
     shutdown_distributed,
 )
+from resnext_det.run_guard import exclusive_output_dir_of_group
 
 
 def main() -> None:
@@ -49,11 +54,14 @@ def main() -> None:
     try:
         # Built before the log file, so that a bad config or data root leaves no output folder.
         trainer = Pretrainer(cfg, context)
-        setup_logger(cfg.OUTPUT_DIR, distributed_rank=context.rank, name="resnext_det")
-        logging.getLogger("resnext_det").info(f"config {args.config_file}, overrides {args.opts}")
-        trainer.resume_or_load(resume=args.resume, whole_model=args.eval_only)
-        results = trainer.evaluate() if args.eval_only else trainer.train()
-        del trainer  # DistributedDataParallel's reducer, before the group it talks to
+        # One run per OUTPUT_DIR, held by the main process (torchrun is the launcher here).
+        with exclusive_output_dir_of_group(cfg.OUTPUT_DIR, context.is_main, context.world_size):
+            setup_logger(cfg.OUTPUT_DIR, distributed_rank=context.rank, name="resnext_det")
+            logger = logging.getLogger("resnext_det")
+            logger.info(f"config {args.config_file}, overrides {args.opts}")
+            trainer.resume_or_load(resume=args.resume, whole_model=args.eval_only)
+            results = trainer.evaluate() if args.eval_only else trainer.train()
+            del trainer  # DistributedDataParallel's reducer, before the group it talks to
     finally:
         shutdown_distributed()
     if context.is_main:

@@ -14,11 +14,16 @@ once complete, so rerunning the same command after a kill picks up where it stop
 --config-file is the Fast R-CNN step (the detector you end up with); trailing KEY VALUE
 overrides apply to both steps. Schedules scale linearly from 8 GPUs to --num-gpus
 (SOLVER.REFERENCE_WORLD_SIZE). --eval-only runs only the evaluation stage again.
+
+The launching process holds the output directory for the run (a second run on it ends at
+once, naming the first one's pid), and a SIGTERM to it ends its worker processes too.
 """
 
 import resnext_det  # noqa: F401 (first: it silences Detectron2's import-time warnings)
 
 # isort: split
+from contextlib import nullcontext
+
 from detectron2.engine import default_argument_parser, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -26,6 +31,7 @@ from detectron2.utils.logger import setup_logger
 from resnext_det.cli import run_tool, worker_errors
 from resnext_det.engine import register_all
 from resnext_det.engine.appendix_b import STAGES, AppendixB
+from resnext_det.run_guard import exclusive_output_dir, workers_end_with_launcher
 
 
 def main(args):
@@ -47,14 +53,18 @@ def check_and_launch(args) -> None:
     register_all()
     recipe = AppendixB(args.rpn_config_file, args.config_file, args.opts, args.output_dir)
     recipe.check(world_size=max(args.num_gpus, 1) * args.num_machines)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    # The first machine's main process writes the stages (Detectron2's rule): it holds them.
+    what = "--output-dir" if args.output_dir else "OUTPUT_DIR"
+    holder = exclusive_output_dir(recipe.root, what) if args.machine_rank == 0 else nullcontext()
+    with holder, workers_end_with_launcher("train_appendix_b"):
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
 
 
 if __name__ == "__main__":

@@ -14,12 +14,17 @@ Detectron2's usual flags: --config-file, --resume, --eval-only, --num-gpus,
         DATASETS.TRAIN '("my_train",)' DATASETS.TEST '("my_val",)' MODEL.ROI_HEADS.NUM_CLASSES 3
 
 Before any process starts, the run is checked (device, schedule, datasets and their
-images, proposal files, weights); a problem ends it with one line and exit code 2.
+images, proposal files, weights); a problem ends it with one line and exit code 2. The
+launching process then holds OUTPUT_DIR for the run (a second run on the same folder ends
+at once, naming the first one's pid), and a SIGTERM to it ends its worker processes too
+(exit code 143); checkpoints are written whole, so --resume continues from the last.
 """
 
 import resnext_det  # noqa: F401 (first: it silences Detectron2's import-time warnings)
 
 # isort: split
+from contextlib import nullcontext
+
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
@@ -29,6 +34,7 @@ from resnext_det.cli import run_tool, worker_errors
 from resnext_det.data import register_coco_datasets
 from resnext_det.engine import Trainer, build_config, register_all
 from resnext_det.engine.validate import check_detection_run
+from resnext_det.run_guard import exclusive_output_dir, workers_end_with_launcher
 
 
 def main(args):
@@ -62,20 +68,25 @@ def worker(args):
 def check_and_launch(args) -> None:
     register_all()
     register_coco_datasets(args.coco_dataset)
+    cfg = build_config(args.config_file, args.opts)
     check_detection_run(
-        build_config(args.config_file, args.opts),
+        cfg,
         eval_only=args.eval_only,
         resume=args.resume,
         world_size=max(args.num_gpus, 1) * args.num_machines,
     )
-    launch(
-        worker,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    # Only the first machine's main process writes OUTPUT_DIR (Detectron2's rule), so it
+    # alone holds it: on a shared file system the other machines would find it taken.
+    holder = exclusive_output_dir(cfg.OUTPUT_DIR) if args.machine_rank == 0 else nullcontext()
+    with holder, workers_end_with_launcher("train_net"):
+        launch(
+            worker,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
 
 
 def argument_parser():

@@ -19,6 +19,7 @@ from detectron2.utils import comm
 from torch import nn
 
 from ..checkpoint import SafeDetectionCheckpointer
+from ..checkpoint.fit import check_weights_fit, pretrained_scope
 
 __all__ = ["do_test", "do_train"]
 
@@ -65,6 +66,19 @@ def do_train(cfg: Any, resume: bool = False) -> nn.Module:
             else None,
         ]
     )
+    # The file resume_or_load will read must fit: a checkpoint wholly, the initial weights
+    # in the trunk (Detectron2 would load what fits and train the rest from random).
+    if resume and checkpointer.has_checkpoint():
+        check_weights_fit(
+            checkpointer.model, checkpointer.get_checkpoint_file(), what="the last checkpoint"
+        )
+    elif cfg.train.init_checkpoint:
+        check_weights_fit(
+            checkpointer.model,
+            cfg.train.init_checkpoint,
+            scope=pretrained_scope,
+            what="train.init_checkpoint",
+        )
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=resume)
     # A checkpoint stores the iteration that just finished: start at the next.
     start_iter = trainer.iter + 1 if resume and checkpointer.has_checkpoint() else 0
