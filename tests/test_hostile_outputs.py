@@ -1,0 +1,358 @@
+"""Hostile places to write: nothing already written is lost, and each refusal is one line.
+
+The converter never replaces its source or a file it did not write; output folders that
+are files or cannot be written are refused before any work; a write that fails (a full
+disk) leaves no temporary file and keeps the previous one; one run per output folder; and
+a SIGTERM to the launcher of a multi-process run ends its workers and keeps the last
+checkpoint whole.
+"""
+
+import errno
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from detectron2.modeling import build_model
+
+from resnext_det.atomic_io import write_atomically
+from resnext_det.checkpoint import (
+    SafeDetectionCheckpointer,
+    check_outputs,
+    convert,
+    read_weight_file,
+    write_detectron2_weights,
+)
+from resnext_det.deploy import export_model
+from resnext_det.engine import build_config
+from resnext_det.engine.predictor import predict_images
+from resnext_det.errors import OutputError
+from resnext_det.modeling import ResNeXtSpec, build_resnext
+from resnext_det.run_guard import exclusive_output_dir
+
+from ._paths import DEMO_CONFIG, REPO, TINY_DEMO_OPTS
+
+
+def _run(tool, *args, env=None):
+    return subprocess.run(
+        [sys.executable, str(REPO / "tools" / tool), *map(str, args)],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+    )
+
+
+def _assert_one_line_error(run, pattern):
+    output = run.stdout + run.stderr
+    assert run.returncode == 2, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and re.search(pattern, last), last
+
+
+# -- the converter's outputs ----------------------------------------------------------------
+
+
+@pytest.fixture()
+def source(tmp_path):
+    """A real ResNeXt (depth 14) state dict in Detectron2 names, as a .pth to convert."""
+    path = tmp_path / "X14.pth"
+    model = build_resnext(ResNeXtSpec(depth=14, norm="FrozenBN"), out_features=["res5"])
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def _conversion(path):
+    data, _ = read_weight_file(str(path))
+    return convert(data)
+
+
+def _config(path):
+    path.write_text("_BASE_: Base-RCNN-FPN-ResNeXt.yaml\nMODEL:\n  WEIGHTS: mine.pth\n")
+    return path.read_bytes()
+
+
+def test_the_converter_never_writes_its_source(source):
+    before = source.read_bytes()
+    with pytest.raises(OutputError, match=r"output='.*X14\.pth': output .* is the source file"):
+        check_outputs(str(source), str(source))
+    yaml_source = source.with_suffix(".yaml")
+    yaml_source.write_bytes(before)  # weights named .yaml: the snippet of X14.pth is the source
+    with pytest.raises(OutputError, match=r"its config snippet .*X14\.yaml is the source file"):
+        check_outputs(str(source), str(yaml_source), overwrite=True)
+    assert source.read_bytes() == before == yaml_source.read_bytes()
+
+
+def test_an_output_named_yaml_is_refused(source):
+    with pytest.raises(OutputError, match=r"would be overwritten by its own config snippet"):
+        write_detectron2_weights(_conversion(source), str(source.parent / "X14_d2.yaml"))
+    assert not (source.parent / "X14_d2.yaml").exists()
+
+
+def test_an_existing_config_beside_the_output_is_kept(source):
+    config = source.parent / "X14_d2.yaml"
+    before = _config(config)
+    with pytest.raises(OutputError, match=r"X14_d2\.yaml exists and is not the config snippet"):
+        write_detectron2_weights(_conversion(source), str(source.parent / "X14_d2.pth"))
+    assert config.read_bytes() == before
+    assert not (source.parent / "X14_d2.pth").exists()
+
+
+def test_existing_weights_not_written_by_the_converter_are_kept(source, tmp_path):
+    trained = tmp_path / "model_final.pth"
+    torch.save({"model": {"x": torch.ones(2)}, "iteration": 9}, trained)
+    before = trained.read_bytes()
+    with pytest.raises(OutputError, match=r"model_final\.pth' exists and was not written by"):
+        write_detectron2_weights(_conversion(source), str(trained))
+    assert trained.read_bytes() == before
+
+
+def test_a_conversion_replaces_its_own_files_and_overwrite_replaces_others(source):
+    conversion = _conversion(source)
+    out = source.parent / "X14_d2.pth"
+    write_detectron2_weights(conversion, str(out))
+    write_detectron2_weights(conversion, str(out))  # rerun: both files are its own
+    other = source.parent / "other.yaml"
+    _config(other)
+    weights, snippet = write_detectron2_weights(
+        conversion, str(source.parent / "other.pth"), overwrite=True
+    )
+    assert snippet.read_text().startswith("# Input conventions of other.pth")
+
+
+def test_convert_a_onto_a_ends_in_one_line_and_keeps_a(source):
+    before = source.read_bytes()
+    run = _run("convert_weights.py", source, source)
+    _assert_one_line_error(run, r"is the source file; expected another output name")
+    assert source.read_bytes() == before
+    assert not source.with_suffix(".yaml").exists()
+
+
+# -- output folders ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def detector():
+    cfg = build_config(str(DEMO_CONFIG), TINY_DEMO_OPTS)
+    return cfg, build_model(cfg).eval()
+
+
+def _writes_fail(folder: Path) -> bool:
+    try:
+        (folder / "probe").write_text("x")
+    except OSError:
+        return True
+    (folder / "probe").unlink()
+    return False
+
+
+@pytest.fixture()
+def places(tmp_path):
+    """A file, a path under a file, and a folder this user cannot write."""
+    file = tmp_path / "notes.txt"
+    file.write_text("mine\n")
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    if not _writes_fail(read_only):  # root writes anyway; /sys refuses root too
+        read_only = Path("/sys/kernel")
+        if not read_only.is_dir() or not _writes_fail(read_only):
+            pytest.skip("no folder this user cannot write")
+    yield {
+        "a file": (file, r"is a file; expected a folder"),
+        "under a file": (file / "out", r"lies under a file \(.*notes\.txt\)"),
+        "read-only": (read_only / "out", r"cannot be written \(.*\); expected a folder this"),
+    }
+    (tmp_path / "read_only").chmod(0o755)
+
+
+def _output_users(detector):
+    """tool -> (how it names its folder, a call that writes there)."""
+    cfg, model = detector
+    image = torch.zeros(3, 64, 64)
+    return {
+        "train_net, appendix_b, pretraining": (
+            "OUTPUT_DIR",
+            lambda p: exclusive_output_dir(p).__enter__(),
+        ),
+        "demo": ("--output", lambda p: predict_images(cfg, [DEMO_CONFIG], p, 0.5)),
+        "export": ("--output", lambda p: export_model(model, image, str(p))),
+        "convert": ("the output's folder", lambda p: check_outputs(str(p / "X.pth"))),
+    }
+
+
+@pytest.mark.parametrize("place", ["a file", "under a file", "read-only"])
+@pytest.mark.parametrize(
+    "tool", ["train_net, appendix_b, pretraining", "demo", "export", "convert"]
+)
+def test_an_unusable_output_folder_is_one_line(detector, places, place, tool):
+    path, pattern = places[place]
+    before = path.read_bytes() if path.is_file() else None
+    what, write = _output_users(detector)[tool]
+    with pytest.raises(OutputError) as refused:
+        write(path)
+    message = str(refused.value)
+    assert "\n" not in message and message.startswith(f"{what}=")
+    assert re.search(pattern, message), message
+    if before is not None:
+        assert path.read_bytes() == before
+
+
+def test_train_net_with_output_dir_a_file_ends_in_one_line(demo_root, tmp_path):
+    file = tmp_path / "out"
+    file.write_text("mine\n")
+    run = _run(
+        "train_net.py", "--config-file", DEMO_CONFIG, *TINY_DEMO_OPTS, "OUTPUT_DIR", file,
+        env={"DETECTRON2_DATASETS": str(demo_root)},
+    )  # fmt: skip
+    _assert_one_line_error(run, r"OUTPUT_DIR='.*out' is a file; expected a folder")
+    assert file.read_text() == "mine\n"
+
+
+# -- a write that fails ------------------------------------------------------------------
+
+
+def _full_disk(f):
+    f.write(b"the first megabyte of a checkpoint")
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_full_disk_leaves_the_previous_file_and_no_temporary_one(tmp_path):
+    target = tmp_path / "model_final.pth"
+    target.write_bytes(b"the previous checkpoint")
+    with pytest.raises(OutputError, match=r"cannot write .*model_final\.pth \(No space left"):
+        write_atomically(target, _full_disk)
+    assert target.read_bytes() == b"the previous checkpoint"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model_final.pth"]
+
+
+def test_a_checkpoint_save_on_a_full_disk_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    model = build_resnext(ResNeXtSpec(depth=14, norm="BN"), out_features=["res3"])
+    checkpointer = SafeDetectionCheckpointer(model, save_dir=str(tmp_path))
+    checkpointer.save("model_0000001", iteration=1)
+    monkeypatch.setattr(torch, "save", lambda data, f: _full_disk(f))
+    with pytest.raises(OutputError, match=r"model_0000002\.pth \(No space left on device\)"):
+        checkpointer.save("model_0000002", iteration=2)
+    monkeypatch.undo()
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last_checkpoint", "model_0000001.pth"]
+
+
+def test_each_writer_has_its_own_temporary_file(tmp_path):
+    """Two runs saving one checkpoint name must not write into one temporary file."""
+    names = []
+    for _ in range(2):
+        write_atomically(tmp_path / "model_final.pth", lambda f: names.append(Path(f.name).name))
+    assert names[0] != names[1]
+    assert all(
+        re.fullmatch(rf"model_final\.pth\.{os.getpid()}-[0-9a-f]{{8}}\.partial", n) for n in names
+    )
+
+
+def test_holding_a_folder_removes_what_killed_writers_left(tmp_path):
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    (tmp_path / "rpn").mkdir()
+    abandoned = tmp_path / "rpn" / f"model_0000003.pth.{ended.pid}-0123abcd.partial"
+    abandoned.write_bytes(b"half")
+    live = tmp_path / f"model_0000004.pth.{os.getpid()}-0123abcd.partial"
+    live.write_bytes(b"being written")
+    mine = tmp_path / "notes.partial"
+    mine.write_bytes(b"not ours")
+    with exclusive_output_dir(tmp_path):
+        pass
+    assert not abandoned.exists() and live.exists() and mine.exists()
+
+
+# -- one writer per output folder --------------------------------------------------------
+
+
+def test_a_held_folder_is_refused_naming_the_holder(tmp_path):
+    with exclusive_output_dir(tmp_path / "run"):
+        with pytest.raises(OutputError, match=rf"in use by another run \(pid {os.getpid()}\)"):
+            with exclusive_output_dir(tmp_path / "run"):
+                pass
+    with exclusive_output_dir(tmp_path / "run"):  # released with its holder
+        pass
+
+
+def test_a_second_train_net_on_a_folder_in_use_ends_at_once(demo_root, tmp_path):
+    out = tmp_path / "run"
+    with exclusive_output_dir(out):  # the first run (this process)
+        run = _run(
+            "train_net.py", "--config-file", DEMO_CONFIG, *TINY_DEMO_OPTS, "DATASETS.TEST", "()",
+            "OUTPUT_DIR", out, env={"DETECTRON2_DATASETS": str(demo_root)},
+        )  # fmt: skip
+    _assert_one_line_error(
+        run, rf"OUTPUT_DIR='{re.escape(str(out))}' is in use by another run \(pid {os.getpid()}\)"
+    )
+    assert not (out / "last_checkpoint").exists()
+
+
+# -- SIGTERM to the launcher of a multi-process run ----------------------------------------
+
+
+def _workers(pid: int) -> list[int]:
+    """The multiprocessing workers among ``pid``'s children (not its resource tracker)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    workers = []
+    for child in map(int, children):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except FileNotFoundError:
+            continue
+        if b"spawn_main" in command:
+            workers.append(child)
+    return workers
+
+
+def _gone(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_sigterm_to_the_launcher_ends_every_worker_and_keeps_the_checkpoint(demo_root, tmp_path):
+    out = tmp_path / "run"
+    command = [
+        sys.executable, str(REPO / "tools" / "train_net.py"), "--num-gpus", "2",
+        "--config-file", str(DEMO_CONFIG), *TINY_DEMO_OPTS, "SOLVER.MAX_ITER", "1000",
+        "SOLVER.CHECKPOINT_PERIOD", "1", "DATASETS.TEST", "()", "OUTPUT_DIR", str(out),
+    ]  # fmt: skip
+    env = {**os.environ, "DETECTRON2_DATASETS": str(demo_root), "OMP_NUM_THREADS": "1"}
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as stderr_file:
+        launcher = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr_file
+        )
+    try:
+        deadline = time.monotonic() + 600  # a hang guard, not a speed check
+        while not (out / "last_checkpoint").exists():
+            assert launcher.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.1)
+        workers = _workers(launcher.pid)
+        assert len(workers) == 2
+        launcher.send_signal(signal.SIGTERM)
+        launcher.wait(timeout=120)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+    stderr = log.read_text()
+    assert launcher.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: train_net was stopped by SIGTERM; its 2 worker process(es)")
+    assert all(_gone(pid) for pid in workers)  # ended before the launcher let go
+    checkpoint = out / (out / "last_checkpoint").read_text()
+    assert torch.load(checkpoint, weights_only=True)["iteration"] >= 0
+    assert not list(out.glob("*.partial"))
