@@ -8,14 +8,23 @@
    (the two steps share no features).
 4. ``evaluate``: COCO AP of the Fast R-CNN model on the test splits, beside Table 8.
 
-Each stage writes under its own folder of the output directory and, once its outputs are
-complete, a ``stage_done.json``; a later run skips such stages and resumes the others
-from their last checkpoint. Every function here runs in every process of a launch.
+Each stage writes under its own folder of the output directory: when it starts, a
+``stage_record.json`` with the config it runs with (every key, flattened) and the run of
+each stage whose outputs it reads; once its outputs are complete, a ``stage_done.json``
+holding that record, its outputs and an id of this run. A later run skips a finished
+stage and resumes an unfinished one from its last checkpoint, but only when its record
+matches what the stage would run with now: the same config (bar the keys in
+``UNRECORDED_KEYS``, which change no result) and the same runs of the stages before it
+(new proposals make the Fast R-CNN step stale). A stage that does not match is refused
+in one line naming the keys that differ, before any stage starts; with
+``rerun_changed_stages`` it is run again from scratch, its old folder kept beside it as
+``<stage>.stale-<n>``. Every function here runs in every process of a launch.
 """
 
 import json
 import logging
 import os
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +50,29 @@ __all__ = ["AppendixB", "ProposalWriter", "results_table"]
 logger = logging.getLogger(__name__)
 
 STAGES = ("rpn", "proposals", "fast_rcnn", "evaluate")
+# The stages whose outputs each stage reads.
+STAGE_INPUTS = {
+    "rpn": (),
+    "proposals": ("rpn",),
+    "fast_rcnn": ("proposals",),
+    "evaluate": ("fast_rcnn", "proposals"),
+}
+# Keys that change where a stage writes or how fast it runs, not what it computes; a stage
+# moved to another folder, machine or device stays reusable.
+UNRECORDED_KEYS = frozenset(
+    {
+        "OUTPUT_DIR",
+        "MODEL.DEVICE",
+        "DATALOADER.NUM_WORKERS",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "DATASETS.PROPOSAL_FILES_TRAIN",  # derived from the output directory
+        "DATASETS.PROPOSAL_FILES_TEST",
+        "CUDNN_BENCHMARK",
+        "VIS_PERIOD",
+    }
+)
 _DONE = "stage_done.json"
+_RECORD = "stage_record.json"
 
 
 class ProposalWriter(DatasetEvaluator):
@@ -131,12 +162,16 @@ class AppendixB:
         opts: ``KEY VALUE`` overrides applied to both steps (e.g. ``MODEL.WEIGHTS``).
         output_dir: root of the stage folders (default: the Fast R-CNN config's
             ``OUTPUT_DIR``).
+        rerun_changed_stages: run a stage whose record does not match its config (or the
+            runs of the stages before it) again, instead of refusing it; its old folder is
+            kept as ``<stage>.stale-<n>``.
     """
 
     rpn_config_file: str
     fast_rcnn_config_file: str
     opts: Sequence[str] = ()
     output_dir: Optional[str] = None
+    rerun_changed_stages: bool = False
 
     def __post_init__(self) -> None:
         self.rpn_cfg = build_config(self.rpn_config_file, self.opts)
@@ -177,9 +212,143 @@ class AppendixB:
 
     def _mark_done(self, stage: str, outputs: dict) -> None:
         if comm.is_main_process():
-            text = json.dumps(outputs, indent=2, sort_keys=True)
+            marker = {**outputs, "record": self.stage_record(stage), "run_id": uuid.uuid4().hex}
+            text = json.dumps(marker, indent=2, sort_keys=True)
             self.stage_dir(stage).mkdir(parents=True, exist_ok=True)
             write_text_atomically(self.stage_dir(stage) / _DONE, text)
+        comm.synchronize()
+
+    # -- what each stage was made with ---------------------------------------------------
+
+    def stage_config(self, stage: str) -> dict[str, Any]:
+        """The config ``stage`` runs with, flattened to ``{"SOLVER.BASE_LR": 0.02, ...}``
+        in json values, without the keys that change no result."""
+        if stage in ("rpn", "proposals"):
+            cfg = self.rpn_stage_cfg()
+        elif stage == "fast_rcnn":
+            cfg = self._without_tests(self.fast_rcnn_stage_cfg())
+        else:
+            cfg = self.fast_rcnn_stage_cfg("evaluate")
+        flat = {k: v for k, v in _flatten(cfg).items() if k not in UNRECORDED_KEYS}
+        if stage == "proposals":  # which splits it makes proposals for
+            flat["splits"] = list(dict.fromkeys(self.train_splits + self.test_splits))
+        return json.loads(json.dumps(flat))
+
+    def _run_id(self, stage: str) -> Optional[str]:
+        marker = self._read_marker(self.stage_dir(stage) / _DONE)
+        return marker.get("run_id") if marker else None
+
+    def stage_record(self, stage: str) -> dict[str, Any]:
+        """What ``stage`` is made from: its config and the run of each stage it reads."""
+        return {
+            "config": self.stage_config(stage),
+            "inputs": {up: self._run_id(up) for up in STAGE_INPUTS[stage]},
+        }
+
+    @staticmethod
+    def _read_marker(path: Path) -> Optional[dict]:
+        if not path.is_file():
+            return None
+        try:
+            marker = json.loads(path.read_text())
+        except ValueError:  # written atomically, so only by hand
+            return {}
+        return marker if isinstance(marker, dict) else {}
+
+    def _stale_reason(self, stage: str, running: Sequence[str]) -> Optional[str]:
+        """Why the folder of ``stage`` does not hold what it would make now; None if it
+        does, or if it holds nothing yet. ``running``: the stages before it that will run."""
+        done = self._read_marker(self.stage_dir(stage) / _DONE)
+        marker = done if done is not None else self._read_marker(self.stage_dir(stage) / _RECORD)
+        if marker is None:  # nothing yet; or what an earlier version left, unrecorded
+            folder = self.stage_dir(stage)
+            return "it records no config" if folder.is_dir() and any(folder.iterdir()) else None
+        record = marker.get("record") if done is not None else marker
+        if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+            return "it records no config (made by an earlier version, or edited)"
+        reasons = _differences(record["config"], self.stage_config(stage))
+        for up in STAGE_INPUTS[stage]:
+            if up in running:
+                reasons.append(f"stage {up!r}, whose outputs it reads, runs again")
+            elif record.get("inputs", {}).get(up) != self._run_id(up):
+                reasons.append(f"it was made from another run of stage {up!r}")
+        return "; ".join(reasons) or None
+
+    def plan(self, stages: Sequence[str] = STAGES, redo: Sequence[str] = ()) -> dict[str, str]:
+        """What :meth:`run` will do with each stage it needs: ``"skip"`` (finished and
+        current), ``"run"`` (new, or resumed: unfinished and current; or in ``redo``) or
+        ``"rerun"`` (changed: set aside, then run from scratch).
+
+        Raises:
+            ConfigError: a stage's folder holds what another config (or another run of an
+                earlier stage) made, and ``rerun_changed_stages`` is off; or a stage needs
+                one that is neither finished nor to be run.
+        """
+        unknown = [s for s in (*stages, *redo) if s not in STAGES]
+        if unknown:
+            raise ConfigError(f"unknown stage(s) {unknown}; expected some of {list(STAGES)}")
+        needed = set(stages)
+        for stage in reversed(STAGES):
+            if stage in needed:
+                needed.update(STAGE_INPUTS[stage])
+        actions: dict[str, str] = {}
+        for stage in (s for s in STAGES if s in needed):
+            running = [s for s, action in actions.items() if action != "skip"]
+            reason = self._stale_reason(stage, running)
+            if stage not in stages:  # only read: must be finished, and current
+                if not self.is_done(stage):
+                    raise ConfigError(
+                        f"stage {stage!r} is not finished in {self.stage_dir(stage)}, and "
+                        f"{[s for s in stages if stage in STAGE_INPUTS[s]]} read its outputs; "
+                        "expected the whole recipe run first (without --eval-only)"
+                    )
+                if reason:
+                    raise ConfigError(self._stale_message(stage, reason, only_read=True))
+                actions[stage] = "skip"
+            elif stage in redo:
+                actions[stage] = "run"
+            elif reason is None:
+                actions[stage] = "skip" if self.is_done(stage) else "run"
+            elif self.rerun_changed_stages:
+                actions[stage] = "rerun"
+            else:
+                raise ConfigError(self._stale_message(stage, reason))
+        return actions
+
+    def _stale_message(self, stage: str, reason: str, only_read: bool = False) -> str:
+        state = "finished" if self.is_done(stage) else "unfinished"
+        remedy = (
+            "run the whole recipe with --rerun-changed-stages"
+            if only_read
+            else "pass --rerun-changed-stages to run it and the stages after it again"
+        )
+        return (
+            f"stage {stage!r} in {self.stage_dir(stage)} ({state}) was made with another "
+            f"config or input than this run's: {reason}; expected what it was made with: "
+            f"restore that, or {remedy} (the old folder is then kept as "
+            f"{self._aside(stage).name})"
+        )
+
+    def _aside(self, stage: str) -> Path:
+        """The first free ``<stage>.stale-<n>`` folder name."""
+        n = 1
+        while (self.root / f"{stage}.stale-{n}").exists():
+            n += 1
+        return self.root / f"{stage}.stale-{n}"
+
+    def _set_aside(self, stage: str) -> None:
+        if comm.is_main_process() and self.stage_dir(stage).exists():
+            aside = self._aside(stage)
+            os.replace(self.stage_dir(stage), aside)
+            logger.warning(f"Appendix B stage {stage!r}: changed; old outputs kept in {aside}")
+        comm.synchronize()
+
+    def _start(self, stage: str) -> None:
+        """Record what the stage runs with before it writes anything else."""
+        if comm.is_main_process():
+            self.stage_dir(stage).mkdir(parents=True, exist_ok=True)
+            text = json.dumps(self.stage_record(stage), indent=2, sort_keys=True)
+            write_text_atomically(self.stage_dir(stage) / _RECORD, text)
         comm.synchronize()
 
     def _stage_cfg(self, cfg: CfgNode, stage: str, **changes: Any) -> CfgNode:
@@ -212,29 +381,36 @@ class AppendixB:
             },
         )
 
-    def check(self, world_size: int = 1) -> None:
-        """Check both steps before the first starts (:func:`check_detection_run`); the
-        proposal files the second reads are checked when the first has written them."""
+    def check(
+        self, world_size: int = 1, stages: Sequence[str] = STAGES, redo: Sequence[str] = ()
+    ) -> None:
+        """Check both steps before the first starts (:func:`check_detection_run`), and that
+        every stage folder to be reused holds what this run would make (:meth:`plan`); the
+        proposal files the second step reads are checked when the first has written them."""
         check_detection_run(self.rpn_stage_cfg(), resume=True, world_size=world_size)
         check_detection_run(
             self.fast_rcnn_stage_cfg(), resume=True, world_size=world_size, check_proposals=False
         )
+        self.plan(stages, redo)
 
     # -- stages --------------------------------------------------------------------------
 
     def run(self, stages: Sequence[str] = STAGES, redo: Sequence[str] = ()) -> dict:
         """Run the given stages in order and return the evaluation.
 
-        Finished stages are skipped, except those named in ``redo``.
+        Finished stages whose record matches are skipped, except those named in ``redo``;
+        a stage whose record does not match is refused or run again (:meth:`plan`).
         """
-        unknown = [s for s in (*stages, *redo) if s not in STAGES]
-        if unknown:
-            raise ConfigError(f"unknown stage(s) {unknown}; expected some of {list(STAGES)}")
-        for stage in stages:
-            if self.is_done(stage) and stage not in redo:
+        actions = self.plan(stages, redo)
+        comm.synchronize()  # every process has read the markers before any is moved
+        for stage in (s for s in STAGES if s in stages):
+            if actions[stage] == "skip":
                 logger.info(f"Appendix B stage {stage!r}: complete, skipped")
                 continue
+            if actions[stage] == "rerun":
+                self._set_aside(stage)
             logger.info(f"Appendix B stage {stage!r}: running in {self.stage_dir(stage)}")
+            self._start(stage)
             getattr(self, f"_run_{stage}")()
         done = self.stage_dir("evaluate") / _DONE
         return json.loads(done.read_text()) if done.is_file() else {}
@@ -318,3 +494,36 @@ class AppendixB:
             logger.info(f"Appendix B results in {self.stage_dir('evaluate') / 'results.md'}")
             outputs = {"results": results, "recall": recall, "table": table}
         self._mark_done("evaluate", outputs)
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"SOLVER.BASE_LR": 0.02, ...}`` for every leaf of a config node."""
+    flat = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _differences(then: dict[str, Any], now: dict[str, Any], shown: int = 4) -> list[str]:
+    """``"SOLVER.MAX_ITER was 2, now 4"`` for each key that differs, the first ``shown``."""
+    keys = sorted(k for k in then.keys() | now.keys() if then.get(k, _UNSET) != now.get(k, _UNSET))
+    parts = [
+        f"{k} was {_shown(then.get(k, _UNSET))}, now {_shown(now.get(k, _UNSET))}"
+        for k in keys[:shown]
+    ]
+    if len(keys) > shown:
+        parts.append(f"and {len(keys) - shown} more keys")
+    return [", ".join(parts)] if parts else []
+
+
+_UNSET = object()
+
+
+def _shown(value: Any) -> str:
+    if value is _UNSET:
+        return "not set"
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
