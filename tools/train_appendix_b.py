@@ -15,6 +15,15 @@ once complete, so rerunning the same command after a kill picks up where it stop
 overrides apply to both steps. Schedules scale linearly from 8 GPUs to --num-gpus
 (SOLVER.REFERENCE_WORLD_SIZE). --eval-only runs only the evaluation stage again.
 
+Each stage records the config it was made with (stage_done.json) and the runs of the
+stages it reads. A stage is reused only for the same config (bar where it writes, the
+device, the loader's workers and the checkpoint period) and the same earlier runs: after
+a change (another SOLVER.MAX_ITER, lr, proposal count, ...) the command ends before any
+stage starts, with one line naming the keys that differ.
+
+--rerun-changed-stages  run such stages, and those after them, again from scratch; each
+                        old folder is kept beside the new one as <stage>.stale-<n>.
+
 The launching process holds the output directory for the run (a second run on it ends at
 once, naming the first one's pid), and a SIGTERM to it ends its worker processes too.
 """
@@ -39,20 +48,31 @@ def main(args):
     setup_logger(distributed_rank=comm.get_rank())
     setup_logger(distributed_rank=comm.get_rank(), name="resnext_det")
     with worker_errors():
-        recipe = AppendixB(args.rpn_config_file, args.config_file, args.opts, args.output_dir)
-        if args.eval_only:
-            results = recipe.run(("evaluate",), redo=("evaluate",))
-        else:
-            results = recipe.run(STAGES)
+        results = _recipe(args).run(*_stages(args))
     if comm.is_main_process() and results:
         print(results["table"])
     return results
 
 
+def _recipe(args) -> AppendixB:
+    return AppendixB(
+        args.rpn_config_file,
+        args.config_file,
+        args.opts,
+        args.output_dir,
+        rerun_changed_stages=args.rerun_changed_stages,
+    )
+
+
+def _stages(args) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The stages to run, and those to run even when finished."""
+    return (("evaluate",), ("evaluate",)) if args.eval_only else (STAGES, ())
+
+
 def check_and_launch(args) -> None:
     register_all()
-    recipe = AppendixB(args.rpn_config_file, args.config_file, args.opts, args.output_dir)
-    recipe.check(world_size=max(args.num_gpus, 1) * args.num_machines)
+    recipe = _recipe(args)
+    recipe.check(max(args.num_gpus, 1) * args.num_machines, *_stages(args))
     # The first machine's main process writes the stages (Detectron2's rule): it holds them.
     what = "--output-dir" if args.output_dir else "OUTPUT_DIR"
     holder = exclusive_output_dir(recipe.root, what) if args.machine_rank == 0 else nullcontext()
@@ -74,6 +94,12 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--output-dir", default=None, help="root of the stage folders (default: OUTPUT_DIR)"
+    )
+    parser.add_argument(
+        "--rerun-changed-stages",
+        action="store_true",
+        help="run a stage made with another config (and the stages after it) again, keeping "
+        "its old folder as <stage>.stale-<n>, instead of refusing it",
     )
     args = parser.parse_args()
     if not args.config_file:
