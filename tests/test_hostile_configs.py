@@ -174,7 +174,9 @@ def test_the_class_count_checked_is_the_architecture_s():
 
 
 def test_evaluation_checks_only_what_it_uses():
-    cfg = build_config(str(DEMO_CONFIG), ["SOLVER.WEIGHT_DECAY", "-1.0", "INPUT.CROP.SIZE", "[0, 0]"])
+    cfg = build_config(
+        str(DEMO_CONFIG), ["SOLVER.WEIGHT_DECAY", "-1.0", "INPUT.CROP.SIZE", "[0, 0]"]
+    )
     check_inputs(cfg, training=False)  # --eval-only trains nothing
     cfg = build_config(str(DEMO_CONFIG), ["DATALOADER.NUM_WORKERS", "-2"])
     with pytest.raises(ConfigError, match=r"DATALOADER\.NUM_WORKERS=-2 is invalid"):
@@ -296,7 +298,9 @@ def _assert_one_line_error(run, pattern):
 
 
 def test_tools_refuse_a_base_cycle_and_a_list_in_one_line(tmp_path):
-    _write(tmp_path, {"a.yaml": "_BASE_: b.yaml\n", "b.yaml": "_BASE_: a.yaml\n", "l.yaml": "- 1\n"})
+    _write(
+        tmp_path, {"a.yaml": "_BASE_: b.yaml\n", "b.yaml": "_BASE_: a.yaml\n", "l.yaml": "- 1\n"}
+    )
     run = _run("tools/pretrain_imagenet.py", "--config-file", tmp_path / "a.yaml")
     _assert_one_line_error(run, r"a\.yaml -> .*b\.yaml -> .*a\.yaml form a _BASE_ cycle")
     run = _run("tools/analyze_model.py", "--config-file", tmp_path / "l.yaml")
@@ -309,5 +313,19 @@ def test_train_net_refuses_a_bad_number_before_any_work(tmp_path):
         "tools/train_net.py", "--config-file", DEMO_CONFIG, "INPUT.CROP.SIZE", "[0, 0]",
         "OUTPUT_DIR", out,
     )  # fmt: skip
-    _assert_one_line_error(run, r"INPUT\.CROP\.SIZE=\[0, 0\] is invalid; expected a list of 2 integers >= 1")
+    _assert_one_line_error(
+        run, r"INPUT\.CROP\.SIZE=\[0, 0\] is invalid; expected a list of 2 integers >= 1"
+    )
     assert not out.exists()
+
+
+def test_analyze_model_refuses_an_image_of_no_pixels():
+    run = _run("tools/analyze_model.py", "--input-size", "0x0")
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert (
+        run.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "argument --input-size: '0x0' is no size; expected HEIGHTxWIDTH of at least 1x1, e.g. 800x1333"
+        )
+    )

@@ -34,9 +34,9 @@ def _template(text: str) -> tuple[int, int]:
 
 def _size(text: str) -> tuple[int, int]:
     match = re.fullmatch(r"(\d+)x(\d+)", text)
-    if match is None:
+    if match is None or 0 in (int(match[1]), int(match[2])):  # 0 pixels: a conv traceback
         raise argparse.ArgumentTypeError(
-            f"{text!r} is no size; expected HEIGHTxWIDTH, e.g. 800x1333"
+            f"{text!r} is no size; expected HEIGHTxWIDTH of at least 1x1, e.g. 800x1333"
         )
     return int(match[1]), int(match[2])
 
