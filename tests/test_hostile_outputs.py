@@ -8,6 +8,7 @@ checkpoint whole.
 """
 
 import errno
+import json
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ import pytest
 import torch
 from detectron2.modeling import build_model
 
+from resnext_det.analysis.plots import metrics_figures
 from resnext_det.atomic_io import write_atomically
 from resnext_det.checkpoint import (
     SafeDetectionCheckpointer,
@@ -30,6 +32,7 @@ from resnext_det.checkpoint import (
 )
 from resnext_det.deploy import export_model
 from resnext_det.engine import build_config
+from resnext_det.engine.demo import run_demo
 from resnext_det.engine.predictor import predict_images
 from resnext_det.errors import OutputError
 from resnext_det.modeling import ResNeXtSpec, build_resnext
@@ -172,11 +175,20 @@ def places(tmp_path):
     (tmp_path / "read_only").chmod(0o755)
 
 
-def _output_users(detector):
+@pytest.fixture(scope="module")
+def metrics_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("run") / "metrics.json"
+    lines = [{"iteration": i, "total_loss": 2.0 / (i + 1), "lr": 0.02} for i in range(3)]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def _output_users(detector, metrics_file):
     """tool -> (how it names its folder, a call that writes there)."""
     cfg, model = detector
     image = torch.zeros(3, 64, 64)
     return {
+        "plot_metrics": ("the plots folder", lambda p: metrics_figures(metrics_file, p)),
         "train_net, appendix_b, pretraining": (
             "OUTPUT_DIR",
             lambda p: exclusive_output_dir(p).__enter__(),
@@ -189,12 +201,12 @@ def _output_users(detector):
 
 @pytest.mark.parametrize("place", ["a file", "under a file", "read-only"])
 @pytest.mark.parametrize(
-    "tool", ["train_net, appendix_b, pretraining", "demo", "export", "convert"]
+    "tool", ["train_net, appendix_b, pretraining", "demo", "export", "convert", "plot_metrics"]
 )
-def test_an_unusable_output_folder_is_one_line(detector, places, place, tool):
+def test_an_unusable_output_folder_is_one_line(detector, metrics_file, places, place, tool):
     path, pattern = places[place]
     before = path.read_bytes() if path.is_file() else None
-    what, write = _output_users(detector)[tool]
+    what, write = _output_users(detector, metrics_file)[tool]
     with pytest.raises(OutputError) as refused:
         write(path)
     message = str(refused.value)
@@ -280,6 +292,13 @@ def test_a_held_folder_is_refused_naming_the_holder(tmp_path):
                 pass
     with exclusive_output_dir(tmp_path / "run"):  # released with its holder
         pass
+
+
+def test_the_bundled_demo_refuses_a_folder_in_use(demo_root, tmp_path):
+    with exclusive_output_dir(tmp_path / "demo"):
+        with pytest.raises(OutputError, match=r"OUTPUT_DIR='.*demo' is in use by another run"):
+            run_demo(opts=[*TINY_DEMO_OPTS, "OUTPUT_DIR", str(tmp_path / "demo")], root=demo_root)
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == [".lock"]
 
 
 def test_a_second_train_net_on_a_folder_in_use_ends_at_once(demo_root, tmp_path):

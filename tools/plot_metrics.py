@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 from resnext_det.analysis.plots import complexity_figure, metrics_figures
+from resnext_det.atomic_io import check_output_dir
 from resnext_det.cli import run_tool
 
 
@@ -32,6 +33,8 @@ def main() -> None:
     args = parser.parse_args()
     if not args.metrics and not args.complexity:
         parser.error("give metrics files, --complexity, or both")
+    if args.output:
+        check_output_dir(args.output, "--output")  # before reading anything
 
     for path in map(Path, args.metrics):
         output = Path(args.output) / path.parent.name if args.output else path.parent / "plots"

@@ -9,6 +9,7 @@ from typing import Any, Optional
 # Figure objects without pyplot: files only, and no change to the caller's backend.
 from matplotlib.figure import Figure
 
+from ..atomic_io import make_output_dir
 from ..errors import DataError
 from ..modeling import ResNeXtSpec
 from .complexity import cifar_complexity, classifier_complexity
@@ -72,8 +73,7 @@ def metrics_figures(metrics_path: os.PathLike, output_dir: os.PathLike) -> list[
         ValueError: the file holds neither kind of metrics.
     """
     records = read_metrics(metrics_path)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = make_output_dir(output_dir, "the plots folder")
     name = Path(metrics_path).parent.name or "run"
     written = []
     losses = sorted({k for r in records for k in r if "loss" in k})
@@ -166,6 +166,6 @@ def complexity_figure(
         axes.grid(alpha=0.3)
     figure.tight_layout()
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    make_output_dir(output.parent, "the plots folder")
     figure.savefig(output, dpi=110)
     return output

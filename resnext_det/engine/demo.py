@@ -12,6 +12,7 @@ from detectron2.utils.logger import setup_logger
 
 from ..data import prepare_demo_dataset
 from ..model_zoo import get_config_file
+from ..run_guard import exclusive_output_dir
 from ..utils import draw_predictions
 from .trainer import Trainer, build_config, datasets_root, register_all
 from .validate import check_detection_run
@@ -64,18 +65,18 @@ def run_demo(
     register_all(root)
     cfg = build_config(config_file, opts)
     cfg.freeze()
-    # Detectron2's own setup: logs, config dump in OUTPUT_DIR, seeding from cfg.SEED.
-    default_setup(cfg, argparse.Namespace(config_file=config_file, opts=list(opts)))
-    check_detection_run(cfg)
+    with exclusive_output_dir(cfg.OUTPUT_DIR):  # one run per folder (make demo twice)
+        # Detectron2's own setup: logs, config dump in OUTPUT_DIR, seeding from cfg.SEED.
+        default_setup(cfg, argparse.Namespace(config_file=config_file, opts=list(opts)))
+        check_detection_run(cfg)
 
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=False)
-    results = trainer.train()
-    dataset = cfg.DATASETS.TEST[0]
-    bbox = results[dataset]["bbox"] if len(cfg.DATASETS.TEST) > 1 else results["bbox"]
-    drawn = draw_predictions(
-        trainer.model, cfg, dataset, Path(cfg.OUTPUT_DIR) / "predictions", num_images=num_images
-    )
+        trainer = Trainer(cfg)
+        trainer.resume_or_load(resume=False)
+        results = trainer.train()
+        dataset = cfg.DATASETS.TEST[0]
+        bbox = results[dataset]["bbox"] if len(cfg.DATASETS.TEST) > 1 else results["bbox"]
+        folder = Path(cfg.OUTPUT_DIR) / "predictions"
+        drawn = draw_predictions(trainer.model, cfg, dataset, folder, num_images=num_images)
     return DemoResult(
         ap=bbox["AP"],
         ap50=bbox["AP50"],
