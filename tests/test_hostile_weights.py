@@ -19,6 +19,7 @@ import matplotlib
 import numpy as np
 import pytest
 import torch
+from detectron2.config import LazyConfig
 from detectron2.modeling import build_model
 from PIL import Image
 from safetensors.torch import save_file
@@ -30,6 +31,7 @@ from resnext_det.checkpoint import (
 )
 from resnext_det.checkpoint.fit import check_weights_fit
 from resnext_det.engine import build_config
+from resnext_det.engine.lazy_train import do_train
 from resnext_det.engine.predictor import Predictor, predict_images
 from resnext_det.engine.pretrain import Pretrainer, build_pretrain_config
 from resnext_det.engine.validate import check_detection_run
@@ -208,6 +210,29 @@ def test_resuming_pretraining_from_a_non_finite_checkpoint_is_refused(tmp_path):
     resumed = Pretrainer(cfg)
     with pytest.raises(UserError, match=r"the last checkpoint='.*model_0000004\.pth' holds NaN"):
         resumed.resume_or_load(resume=True)
+
+
+def test_lazyconfig_training_refuses_weights_of_another_network(detector, demo_root, tmp_path):
+    """The demo detector's GroupNorm trunk is no FrozenBN trunk: Detectron2 would load the
+    convolutions that match and train the norms from scratch, saying so in its log only."""
+    _, _, good = detector
+    cfg = LazyConfig.load(str(CONFIGS / "faster_rcnn_X50_32x4d_FPN.py"))
+    cfg = LazyConfig.apply_overrides(
+        cfg,
+        [
+            "train.device=cpu", "model.backbone.bottom_up.stages.depth=14",
+            "dataloader.train.dataset.names=demo_trees_train", "dataloader.train.num_workers=0",
+            "dataloader.train.total_batch_size=2", "train.max_iter=1", "train.eval_period=0",
+            "dataloader.test.dataset.names=demo_trees_val", "dataloader.test.num_workers=0",
+            "dataloader.train.mapper.augmentations.0.short_edge_length=[256]",
+            "dataloader.train.mapper.augmentations.0.max_size=256",
+            "dataloader.test.mapper.augmentations.0.short_edge_length=256",
+            "dataloader.test.mapper.augmentations.0.max_size=256",
+            f"train.output_dir={tmp_path}", f"train.init_checkpoint={good}",
+        ],
+    )  # fmt: skip
+    with pytest.raises(UserError, match=r"train\.init_checkpoint='.*' does not fit the model"):
+        do_train(cfg)
 
 
 def test_the_feature_comparison_does_not_skip_nan():
