@@ -143,6 +143,8 @@ def _torch_load(path: Path, label: str) -> Any:
             f"{label} cannot be read as a torch checkpoint ({_reason(e)}); expected "
             f"{WEIGHT_FORMATS}, whole"
         ) from None
+    except MemoryError:
+        raise
     except Exception as e:  # noqa: BLE001 (a corrupt file fails in many ways inside torch)
         raise WeightsError(
             f"{label} is corrupt or truncated ({_reason(e)}); expected a whole torch checkpoint"
@@ -219,14 +221,20 @@ def _non_finite(value: Any) -> Optional[tuple[str, int, int]]:
     """("NaN" or "infinite", how many, of how many) for a float tensor or array that is not
     finite, else None."""
     if isinstance(value, np.ndarray) and value.dtype.kind in "fc":
-        value = torch.from_numpy(value)
-    if not isinstance(value, torch.Tensor) or not (value.is_floating_point() or value.is_complex()):
+        # numpy itself: Caffe2 pickles may hold big-endian or read-only arrays.
+        finite, isnan = np.isfinite(value), np.isnan
+    elif isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex()):
+        finite, isnan = torch.isfinite(value), torch.isnan
+    else:
         return None
-    finite = torch.isfinite(value)
     if bool(finite.all()):
         return None
-    kind = "NaN" if bool(torch.isnan(value).any()) else "infinite"
-    return kind, int((~finite).sum()), value.numel()
+    kind = "NaN" if bool(isnan(value).any()) else "infinite"
+    return (
+        kind,
+        int((~finite).sum()),
+        int(value.size if isinstance(value, np.ndarray) else value.numel()),
+    )
 
 
 def check_finite_weights(weights: Mapping[str, Any], label: str) -> None:
