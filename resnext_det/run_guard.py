@@ -56,7 +56,7 @@ def exclusive_output_dir(path: os.PathLike, what: str = "OUTPUT_DIR") -> Iterato
     folder = make_output_dir(path, what)
     lock = folder / LOCK_FILE
     try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by spawned workers
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)  # close-on-exec: workers lack it
     except OSError as e:
         raise OutputError(
             f"{what}={str(folder)!r}: cannot create its lock file {lock} ({e.strerror}); "
@@ -71,6 +71,11 @@ def exclusive_output_dir(path: os.PathLike, what: str = "OUTPUT_DIR") -> Iterato
                 f"expected one run per output folder: wait for that run to end, or choose "
                 f"another {what}"
             ) from None
+        except OSError as e:  # a file system without locks (some network mounts)
+            raise OutputError(
+                f"{what}={str(folder)!r} cannot be locked ({e.strerror}); expected a folder "
+                "on a file system with flock, so that two runs cannot write it at once"
+            ) from e
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         remove_abandoned_partials(folder)
@@ -129,6 +134,7 @@ def workers_end_with_launcher(what: str = "the run") -> Iterator[None]:
     """
 
     def on_sigterm(signum: int, frame) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one would end this one
         ended = _end_children()
         print(
             f"error: {what} was stopped by SIGTERM; its {ended} worker process(es) were "
