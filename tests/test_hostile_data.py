@@ -41,6 +41,7 @@ from resnext_det.data.coco_json import check_coco_json
 from resnext_det.data.images import header_problem, read_image_checked
 from resnext_det.data.sanitize import (
     SkippingDatasetMapper,
+    check_dataset_jsons,
     check_image_files,
     load_registered,
 )
@@ -193,6 +194,21 @@ def test_a_duplicate_image_id_stops_the_run_before_detectron2_merges_the_images(
     cfg = build_config(str(DEMO_CONFIG), [*TINY_DEMO_OPTS])
     with pytest.raises(DataError, match=r"dataset 'hostile_duplicate_ids': .*images\.json: image id 1 is listed 2 times"):  # fmt: skip
         check_datasets(cfg, [name], is_train=True)
+
+
+def test_only_coco_instances_jsons_are_held_to_their_fields(tmp_path):
+    lvis_like = {"images": [{"id": 1, "coco_url": "http://x/1.jpg", "height": 48, "width": 64}],
+                 "annotations": [], "categories": [{"id": 1, "name": "tree"}]}  # fmt: skip
+    (tmp_path / "lvis.json").write_text(json.dumps(lvis_like))
+    name = "hostile_lvis_like"
+    if name not in DatasetCatalog.list():
+        DatasetCatalog.register(name, lambda: [])
+    MetadataCatalog.get(name).set(json_file=str(tmp_path / "lvis.json"), evaluator_type="lvis")
+    check_dataset_jsons(name)  # no file_name: fine for LVIS, not for a COCO instances json
+    MetadataCatalog.remove(name)
+    MetadataCatalog.get(name).set(json_file=str(tmp_path / "lvis.json"), evaluator_type="coco")
+    with pytest.raises(DataError, match=r"dataset 'hostile_lvis_like': .*lvis\.json: images\[0\] lacks 'file_name'"):  # fmt: skip
+        check_dataset_jsons(name)
 
 
 def test_a_loader_failure_says_what_the_json_lacks(tmp_path):

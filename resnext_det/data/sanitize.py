@@ -22,6 +22,7 @@ many images are affected and a few of them. Nothing is skipped silently.
 """
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -207,10 +208,15 @@ class SkippingDatasetMapper(DatasetMapper):
 
 
 def dataset_json_files(name: str) -> list[str]:
-    """The COCO json files a registered dataset is read from, as far as its metadata tells."""
+    """The COCO instances jsons a registered dataset is read from, as far as its metadata
+    tells (``evaluator_type`` 'coco', as ``register_coco_instances`` sets it: an LVIS or
+    panoptic json has other fields); those that exist (a missing one is the loader's to
+    report)."""
     metadata = MetadataCatalog.get(name)
+    if metadata.get("evaluator_type", None) != "coco":
+        return []
     files = metadata.get("json_files", None) or [metadata.get("json_file", None)]
-    return [str(f) for f in files if f]
+    return [str(f) for f in files if f and os.path.isfile(f)]
 
 
 def check_dataset_jsons(name: str) -> None:

@@ -387,11 +387,11 @@ class AppendixB:
         """Check both steps before the first starts (:func:`check_detection_run`), and that
         every stage folder to be reused holds what this run would make (:meth:`plan`); the
         proposal files the second step reads are checked when the first has written them."""
+        self.plan(stages, redo)  # first: it reads only the stage markers
         check_detection_run(self.rpn_stage_cfg(), resume=True, world_size=world_size)
         check_detection_run(
             self.fast_rcnn_stage_cfg(), resume=True, world_size=world_size, check_proposals=False
         )
-        self.plan(stages, redo)
 
     # -- stages --------------------------------------------------------------------------
 
