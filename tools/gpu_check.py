@@ -55,8 +55,8 @@ def run_cuda_tests(output: Path) -> dict:
 
 
 def train_demo_on_gpu(output: Path, iterations: int) -> dict:
-    from resnext_det.engine import Trainer, build_config, register_all
     from resnext_det.data import prepare_demo_dataset
+    from resnext_det.engine import Trainer, build_config, register_all
     from resnext_det.model_zoo import get_config_file
 
     root = str(output / "datasets")
