@@ -12,17 +12,17 @@ training throughput and peak memory, in float32 and bfloat16 autocast.
 
 import argparse
 import datetime
+import json
 import os
-import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import detectron2
 import torch
-import torchvision
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_model
@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from resnext_det import register_resnext_backbone  # noqa: E402
+from resnext_det.analysis.machine import cpu_isa, machine_description  # noqa: E402
 from resnext_det.engine import build_config  # noqa: E402
 from resnext_det.modeling import (  # noqa: E402
     ResNeXtSpec,
@@ -41,6 +42,7 @@ from resnext_det.modeling import (  # noqa: E402
 )
 
 X50, R50 = (32, 4), (1, 64)
+MODELS = (("R50", R50), ("X50", X50))
 FEATURES = ["res2", "res3", "res4", "res5"]
 
 
@@ -58,30 +60,41 @@ def interleaved(cases: dict[str, Callable[[], object]], repeats: int) -> dict[st
 
 
 class Report:
-    """Collects result tables and renders docs/benchmarks.md."""
+    """Collects result tables (as data, for the side-by-side rendering of several ISAs)."""
 
     def __init__(self):
-        self.sections: list[str] = []
-        self.ratios: list[tuple[str, str, float]] = []  # (title, setting, case/baseline)
+        # {"title", "note", "rows": [(setting, {case: seconds}, baseline case)]}
+        self.tables: list[dict] = []
 
     def table(self, title: str, note: str, rows: list[tuple[str, dict[str, float], str]]) -> None:
         """rows: (setting, {case: seconds}, baseline case name)."""
-        lines = [f"### {title}", "", note, ""]
-        names = list(dict.fromkeys(name for _, times, _ in rows for name in times))
-        lines.append("| setting | " + " | ".join(f"{n} (ms)" for n in names) + " | ratio |")
-        lines.append("|---|" + "---|" * (len(names) + 1))
-        for setting, times, baseline in rows:
-            present = [n for n in names if n in times]
-            ratios = ", ".join(
-                f"{n}/{baseline} {times[n] / times[baseline]:.2f}" for n in present if n != baseline
-            )
-            cells = " | ".join(f"{1000 * times[n]:.1f}" if n in times else "-" for n in names)
-            lines.append(f"| {setting} | {cells} | {ratios} |")
-            for n in present:
-                if n != baseline:
-                    self.ratios.append((title, setting, times[n] / times[baseline]))
-        self.sections.append("\n".join(lines))
-        print("\n".join(lines), "\n", flush=True)
+        self.tables.append({"title": title, "note": note, "rows": rows})
+        print(render_tables([("this run", self.tables[-1:])])[0], "\n", flush=True)
+
+
+def _ratios(times: dict[str, float], baseline: str) -> dict[str, float]:
+    return {n: t / times[baseline] for n, t in times.items() if n != baseline}
+
+
+def render_tables(runs: list[tuple[str, list[dict]]]) -> list[str]:
+    """One markdown section per table, the runs (one per instruction set) side by side."""
+    sections = []
+    for index, table in enumerate(runs[0][1]):
+        lines = [f"### {table['title']}", "", table["note"], ""]
+        header = "| setting |" + "".join(f" {isa}: ms | {isa}: ratio |" for isa, _ in runs)
+        lines += [header, "|---|" + "---|---|" * len(runs)]
+        for row_index, (setting, _, _) in enumerate(table["rows"]):
+            cells = ""
+            for _, tables in runs:
+                _, times, baseline = tables[index]["rows"][row_index]
+                ms = " / ".join(f"{n} {1000 * t:.1f}" for n, t in times.items())
+                ratio = ", ".join(
+                    f"{n}/{baseline} {r:.2f}" for n, r in _ratios(times, baseline).items()
+                )
+                cells += f" {ms} | {ratio} |"
+            lines.append(f"| {setting} |{cells}")
+        sections.append("\n".join(lines))
+    return sections
 
 
 def _frozen_bn_statistics(model: torch.nn.Module) -> torch.nn.Module:
@@ -183,9 +196,20 @@ def bench_x50_vs_r50(report: Report, repeats: int) -> None:
                 "R50",
             )
         )
+    for batch, height, width in INFERENCE_SIZES:
+        x = torch.randn(batch, 3, height, width)
+        cases = {name: training_step(ours(template), x) for name, template in MODELS}
+        rows.append(
+            (
+                f"backbone training step (FrozenBN, FREEZE_AT 2), batch {batch} at "
+                f"{height}x{width}",
+                interleaved(cases, _repeats_at(height, repeats)),
+                "R50",
+            )
+        )
     x = torch.randn(8, 3, 224, 224)
     cases = {}
-    for name, template in (("R50", R50), ("X50", X50)):
+    for name, template in MODELS:
         classifier = build_resnext_classifier(ResNeXtSpec(50, *template, norm="BN"))
         cases[name] = training_step(classifier, x, lambda out: out["linear"].logsumexp(1).mean())
     rows.append(
@@ -267,7 +291,8 @@ def bench_memory_format_and_folding(report: Report, repeats: int) -> None:
 
 
 def _detector(config: str, template, d2_builtin: bool):
-    cfg = build_config(str(REPO / "configs" / config), ["MODEL.DEVICE", "cpu"])
+    opts = ["MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "128"]
+    cfg = build_config(str(REPO / "configs" / config), opts)
     cfg.MODEL.RESNETS.NUM_GROUPS, cfg.MODEL.RESNETS.WIDTH_PER_GROUP = template
     if d2_builtin:
         fpn = "FPN" in config
@@ -295,12 +320,56 @@ def bench_detectors(report: Report, repeats: int) -> None:
             {"detectron2": inference(theirs, inputs), "ours": inference(mine, inputs)},
             max(3, repeats // 3),
         )
-        rows.append((f"{design} Faster R-CNN X50-32x4d, one 800x1333 image", times, "detectron2"))
+        rows.append(
+            (f"{design} Faster R-CNN X50-32x4d, inference, one 800x1333 image", times, "detectron2")
+        )
+        batch = _training_batch()
+        times = interleaved(
+            {"detectron2": _detector_step(theirs, batch), "ours": _detector_step(mine, batch)},
+            max(3, repeats // 3),
+        )
+        rows.append(
+            (f"{design} Faster R-CNN X50-32x4d, training step, one 384x512 image", times,
+             "detectron2")
+        )  # fmt: skip
     report.table(
         "Whole detectors: ours against Detectron2's built-in ResNeXt-50 32x4d",
-        "Inference, same weights (so the same ~1000 proposals reach the RoI head).",
+        "Same weights (so the same ~1000 proposals reach the RoI head in inference); training "
+        "steps with FrozenBN and FREEZE_AT 2, as the configs train, and 128 sampled RoIs.",
         rows,
     )
+
+
+def _training_batch() -> list[dict]:
+    from detectron2.structures import Boxes, Instances
+
+    generator = torch.Generator().manual_seed(0)
+    batch = []
+    instances = Instances((384, 512))
+    corners = torch.rand(10, 2, generator=generator) * torch.tensor([430.0, 300.0])
+    instances.gt_boxes = Boxes(torch.cat([corners, corners + 80], dim=1))
+    instances.gt_classes = torch.randint(0, 80, (10,), generator=generator)
+    image = torch.rand(3, 384, 512, generator=generator) * 255
+    batch.append({"image": image, "instances": instances, "height": 384, "width": 512})
+    return batch
+
+
+def _detector_step(model, batch):
+    model.train()
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(parameters, lr=1e-5, momentum=0.9)
+
+    def run():
+        from detectron2.utils.events import EventStorage
+
+        torch.manual_seed(0)  # the same sampled anchors and RoIs for both models
+        with EventStorage(0):
+            loss = sum(model(batch).values())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return run
 
 
 def bench_coco_eval(report: Report, repeats: int) -> None:
@@ -400,43 +469,42 @@ def bench_gpu(report: Report, repeats: int) -> None:
     )
 
 
-# The project's speed targets: (what, the ratios it bounds (by substring), the bound).
+# The project's speed targets: (what, the ratios it bounds (by substring of "title: setting"),
+# the bound).
 TARGETS = [
-    (
-        "backbone training step vs Detectron2's built-in ResNeXt",
-        "backbone against Detectron2's built-in one: training",
-        1.00,
-    ),
-    (
-        "backbone inference vs Detectron2's built-in ResNeXt",
-        "backbone against Detectron2's built-in one: inference",
-        0.85,
-    ),
-    (
-        "ResNeXt-50 / ResNet-50 backbone inference on the CPU",
-        "against our ResNet-50: backbone inference",
-        1.08,
-    ),
-    ("whole detectors (C4, FPN) vs Detectron2's built-in X50 ones", "Whole detectors", 1.00),
+    ("our backbone vs Detectron2's built-in one", "Detectron2's built-in one: ", 1.00),
+    ("ResNeXt-50 / ResNet-50, inference", "our ResNet-50: backbone inference", 1.08),
+    ("ResNeXt-50 / ResNet-50, training step", "our ResNet-50: backbone training", 1.15),
+    ("whole detectors vs Detectron2's built-in ones", "Whole detectors", 1.00),
     ("GPU: ResNeXt-50 / ResNet-50 training step", "GPU:", 1.15),
 ]
 
 
-def targets_section(ratios: list[tuple[str, str, float]]) -> str:
+def targets_section(runs: list[tuple[str, list[dict]]]) -> str:
+    """The targets table: each bounded ratio on each instruction set."""
     lines = [
         "### Targets",
         "",
-        "| target | bound | measured | met |",
-        "|---|---|---|---|",
+        "| target | setting | bound | " + " | ".join(isa for isa, _ in runs) + " | met |",
+        "|---|---|---|" + "---|" * (len(runs) + 1),
     ]
     for what, pattern, bound in TARGETS:
-        found = [(s, r) for title, s, r in ratios if pattern in f"{title}: {s}"]
+        found = False
+        for index, table in enumerate(runs[0][1]):
+            for row_index, (setting, _, _) in enumerate(table["rows"]):
+                if pattern not in f"{table['title']}: {setting}":
+                    continue
+                found = True
+                measured = []
+                for _, tables in runs:
+                    _, times, baseline = tables[index]["rows"][row_index]
+                    measured.append(max(_ratios(times, baseline).values()))
+                met = "yes" if all(r <= bound for r in measured) else "no"
+                cells = " | ".join(f"{r:.2f}" for r in measured)
+                lines.append(f"| {what} | {setting} | <= {bound:.2f} | {cells} | {met} |")
         if not found:
-            lines.append(f"| {what} | <= {bound:.2f} | not measured here | - |")
-            continue
-        for setting, ratio in found:
-            verdict = "yes" if ratio <= bound else "no"
-            lines.append(f"| {what}: {setting} | <= {bound:.2f} | {ratio:.2f} | {verdict} |")
+            missing = " - |" * len(runs)
+            lines.append(f"| {what} | - | <= {bound:.2f} |{missing} not measured |")
     return "\n".join(lines)
 
 
@@ -450,19 +518,28 @@ BENCHMARKS = {
 }
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    if Path("/proc/cpuinfo").is_file():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (
-        f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, {gpu}; "
-        f"Python {platform.python_version()}, torch {torch.__version__}, torchvision "
-        f"{torchvision.__version__}, Detectron2 {detectron2.__version__}"
-    )
+AVX2_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+
+
+def run_one(args: argparse.Namespace) -> list[dict]:
+    register_resnext_backbone()
+    torch.manual_seed(0)
+    report = Report()
+    selected = args.only or list(BENCHMARKS) + (["gpu"] if torch.cuda.is_available() else [])
+    for name in selected:
+        (bench_gpu if name == "gpu" else BENCHMARKS[name])(report, args.repeats)
+    return report.tables
+
+
+def run_isa(isa: str, argv: list[str]) -> tuple[str, list[dict]]:
+    """This script in a subprocess on one instruction set; its tables and the ISA's name."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "tables.json"
+        env = {**os.environ, **(AVX2_ENV if isa == "avx2" else {})}
+        command = [sys.executable, __file__, *argv, "--isa", isa, "--json", str(out)]
+        subprocess.run(command, env=env, check=True)
+        data = json.loads(out.read_text())
+    return data["isa"], data["tables"]
 
 
 def main() -> None:
@@ -472,22 +549,33 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=[*BENCHMARKS, "gpu"], default=None)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--output", default=str(REPO / "docs" / "benchmarks.md"))
+    parser.add_argument(
+        "--isa",
+        choices=["both", "native", "avx2"],
+        default="both",
+        help="native, AVX2 emulated (ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2), or both",
+    )
+    parser.add_argument("--json", help=argparse.SUPPRESS)  # a subprocess's tables
     args = parser.parse_args()
 
-    register_resnext_backbone()
-    torch.manual_seed(0)
-    report = Report()
-    selected = args.only or list(BENCHMARKS) + (["gpu"] if torch.cuda.is_available() else [])
-    for name in selected:
-        (bench_gpu if name == "gpu" else BENCHMARKS[name])(report, args.repeats)
+    if args.json:  # one instruction set, in this process
+        tables = run_one(args)
+        Path(args.json).write_text(json.dumps({"isa": cpu_isa(), "tables": tables}))
+        return
+    argv = [*(["--only", *args.only] if args.only else []), "--repeats", str(args.repeats)]
+    wanted = ["native", "avx2"] if args.isa == "both" else [args.isa]
+    if "native" in wanted and "avx2" in wanted and not cpu_isa().startswith("AVX-512"):
+        wanted = ["native"]  # an AVX2 machine: emulating AVX2 on it would measure it twice
+    runs = [run_isa(isa, argv) for isa in wanted]
     header = (
         f"# Measured speed ({datetime.date.today().isoformat()})\n\n"
-        f"Machine: {machine()}.\n\n"
-        f"Generated by `benchmarks/speed.py --repeats {args.repeats}`: medians of interleaved "
-        "repeats, ratios of medians; lower is faster. Where the time goes, and why some "
-        "targets are out of reach on this CPU: `docs/speed.md`.\n"
+        f"Machine: {machine_description()}.\n\n"
+        f"Generated by `benchmarks/speed.py --repeats {args.repeats}`: each comparison runs "
+        "natively and with AVX2 emulated (`ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`), "
+        "in separate processes; medians of interleaved repeats, ratios of medians; lower is "
+        "faster. Where the time goes, and why some targets are out of reach: `docs/speed.md`.\n"
     )
-    sections = [targets_section(report.ratios), *report.sections]
+    sections = [targets_section(runs), *render_tables(runs)]
     Path(args.output).write_text(header + "\n" + "\n\n".join(sections) + "\n")
     print(f"wrote {args.output}")
 
