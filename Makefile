@@ -10,8 +10,9 @@ setup:
 demo: setup
 	$(PY) tools/run_demo.py
 
+# One pytest worker per core: much of a test's time is single-threaded (imports, Python).
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2
 
 lint: setup
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .

@@ -1,12 +1,21 @@
 """Shared fixtures: real Detectron2, real demo data, small sizes for a 2-core CPU."""
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from resnext_det import register_resnext_backbone
 from resnext_det.data import prepare_demo_dataset
 from resnext_det.engine import register_all
+
+# The suite runs as one pytest-xdist worker per core (pyproject.toml): each worker, and every
+# tool it starts, computes on one thread, so that two workers share two cores without
+# oversubscribing them. Much of a test's time is single-threaded anyway (imports, Python).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session", autouse=True)

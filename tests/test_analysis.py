@@ -18,6 +18,7 @@ from resnext_det.engine import build_config
 from resnext_det.modeling import ResNeXtSpec
 
 from ._paths import CONFIGS, REPO
+from ._tools import run_cli
 
 
 @pytest.mark.parametrize(
@@ -68,11 +69,7 @@ def test_markdown_rendering():
 
 
 def _tool(*args):
-    run = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "analyze_model.py"), *args],
-        capture_output=True,
-        text=True,
-    )
+    run = run_cli("tools/analyze_model.py", *args)
     assert run.returncode == 0, run.stderr[-2000:]
     return run.stdout
 

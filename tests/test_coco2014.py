@@ -2,7 +2,6 @@
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -11,7 +10,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from resnext_det.data import check_coco, find_coco_layout, register_coco2014_splits
 
-from ._paths import REPO
+from ._tools import run_cli
 
 CATEGORIES = [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}]
 
@@ -54,11 +53,7 @@ def _coco_2014_with_ids(root: Path) -> Path:
 
 
 def _prepare_coco(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO / "datasets" / "prepare_coco.py"), "--root", str(root), *args],
-        capture_output=True,
-        text=True,
-    )
+    return run_cli("datasets/prepare_coco.py", "--root", root, *args)
 
 
 def test_coco_2017_provides_the_2014_splits(tmp_path):

@@ -1,6 +1,8 @@
 """The main command's pipeline on a reduced schedule: data -> train -> COCO AP -> drawings."""
 
 import math
+import re
+import time
 
 from PIL import Image
 
@@ -21,3 +23,24 @@ def test_demo_pipeline_yields_coco_ap(demo_root, tmp_path):
             assert drawn.size == (400, 400)
     assert "AP50" in result.summary()
     assert (tmp_path / "inference" / "demo_trees_val" / "coco_instances_results.json").is_file()
+
+
+def test_demo_says_how_long_training_will_take_from_its_first_steps(capsys):
+    from detectron2.engine import TrainerBase
+
+    from resnext_det.engine.demo import TrainingTimeEstimate
+
+    class Steps(TrainerBase):
+        def run_step(self):
+            time.sleep(0.01)
+
+    trainer = Steps()
+    trainer.register_hooks([TrainingTimeEstimate(skip=2, measure=3)])
+    trainer.train(0, 600)
+    line = capsys.readouterr().out.strip().splitlines()[0]
+    # 0.01 s per step, 595 steps left: about 6 s, which rounds to 0 min.
+    assert re.fullmatch(
+        r"demo: 0\.01 s per step on this machine \(.+\); training ends in "
+        r"about 0 min, then evaluation and drawing",
+        line,
+    ), line

@@ -81,6 +81,9 @@ LAZY_TINY = [
     "dataloader.train.mapper.augmentations.0.max_size=256",
     "dataloader.test.mapper.augmentations.0.short_edge_length=256",
     "dataloader.test.mapper.augmentations.0.max_size=256",
+    "model.proposal_generator.post_nms_topk=[200,100]", "model.roi_heads.batch_size_per_image=64",
+    "model.roi_heads.box_head.fc_dims=[128,128]",
+    "model.roi_heads.box_predictor.input_shape.channels=128",
 ]  # fmt: skip
 
 

@@ -6,10 +6,7 @@ arbitrary yaml documents and override values; and a handful of real tool runs fo
 one-line-and-exit-code contract.
 """
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 import yaml
@@ -22,7 +19,8 @@ from resnext_det.engine.validate import check_inputs, check_solver
 from resnext_det.errors import ConfigError
 from resnext_det.value_checks import lookup
 
-from ._paths import CONFIGS, DEMO_CONFIG, REPO
+from ._paths import CONFIGS, DEMO_CONFIG
+from ._tools import assert_one_line_error, run_cli
 
 PRETRAIN = CONFIGS / "imagenet" / "X50_32x4d.yaml"
 BUILDERS = {"detection": build_config, "pretraining": build_pretrain_config}
@@ -279,48 +277,30 @@ def test_any_number_is_valid_or_a_config_error(overrides):
         assert re.match(r"(command-line override: )?[A-Z_.]+=", str(e)), str(e)
 
 
-def _run(tool, *args, cwd=REPO):
-    return subprocess.run(
-        [sys.executable, str(REPO / tool), *map(str, args)],
-        cwd=cwd,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-    )
-
-
-def _assert_one_line_error(run, pattern):
-    output = run.stdout + run.stderr
-    assert run.returncode == 2, output[-3000:]
-    assert "Traceback" not in output, output[-3000:]
-    last = run.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and re.search(pattern, last), last
-
-
 def test_tools_refuse_a_base_cycle_and_a_list_in_one_line(tmp_path):
     _write(
         tmp_path, {"a.yaml": "_BASE_: b.yaml\n", "b.yaml": "_BASE_: a.yaml\n", "l.yaml": "- 1\n"}
     )
-    run = _run("tools/pretrain_imagenet.py", "--config-file", tmp_path / "a.yaml")
-    _assert_one_line_error(run, r"a\.yaml -> .*b\.yaml -> .*a\.yaml form a _BASE_ cycle")
-    run = _run("tools/analyze_model.py", "--config-file", tmp_path / "l.yaml")
-    _assert_one_line_error(run, r"l\.yaml holds a list \(\[1\]\); expected a mapping")
+    run = run_cli("tools/pretrain_imagenet.py", "--config-file", tmp_path / "a.yaml")
+    assert_one_line_error(run, r"a\.yaml -> .*b\.yaml -> .*a\.yaml form a _BASE_ cycle")
+    run = run_cli("tools/analyze_model.py", "--config-file", tmp_path / "l.yaml")
+    assert_one_line_error(run, r"l\.yaml holds a list \(\[1\]\); expected a mapping")
 
 
 def test_train_net_refuses_a_bad_number_before_any_work(tmp_path):
     out = tmp_path / "out"
-    run = _run(
+    run = run_cli(
         "tools/train_net.py", "--config-file", DEMO_CONFIG, "INPUT.CROP.SIZE", "[0, 0]",
         "OUTPUT_DIR", out,
     )  # fmt: skip
-    _assert_one_line_error(
+    assert_one_line_error(
         run, r"INPUT\.CROP\.SIZE=\[0, 0\] is invalid; expected a list of 2 integers >= 1"
     )
     assert not out.exists()
 
 
 def test_analyze_model_refuses_an_image_of_no_pixels():
-    run = _run("tools/analyze_model.py", "--input-size", "0x0")
+    run = run_cli("tools/analyze_model.py", "--input-size", "0x0")
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
     assert (
         run.stderr.strip()

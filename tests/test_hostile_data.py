@@ -9,11 +9,8 @@ one-line-and-exit-code contract.
 
 import json
 import logging
-import os
 import re
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -50,8 +47,9 @@ from resnext_det.engine.predictor import predict_images
 from resnext_det.engine.validate import check_class_count, check_datasets
 from resnext_det.errors import ConfigError, DataError
 
-from ._paths import DEMO_CONFIG, REPO, TINY_DEMO_OPTS
+from ._paths import DEMO_CONFIG, TINY_DEMO_OPTS
 from ._photos import photo_crops
+from ._tools import assert_one_line_error, run_cli
 
 # -- files ------------------------------------------------------------------------------
 
@@ -561,31 +559,13 @@ def test_minival_jsons_it_did_not_build_are_kept_or_refused_never_overwritten(tm
 # -- a few real tool runs -----------------------------------------------------------------
 
 
-def _run(args, env=None):
-    return subprocess.run(
-        [sys.executable, *map(str, args)],
-        cwd=REPO,
-        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
-        capture_output=True,
-        text=True,
-    )
-
-
-def _assert_one_line_error(run, pattern):
-    output = run.stdout + run.stderr
-    assert run.returncode == 2, output[-3000:]
-    assert "Traceback" not in output, output[-3000:]
-    last = run.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and re.search(pattern, last), last
-
-
 def test_train_net_refuses_one_class_too_many_before_training(demo_root, tmp_path):
-    run = _run(
-        [REPO / "tools" / "train_net.py", "--config-file", DEMO_CONFIG, *TINY_DEMO_OPTS,
-         "MODEL.ROI_HEADS.NUM_CLASSES", "2", "OUTPUT_DIR", tmp_path / "out"],
+    run = run_cli(
+        "tools/train_net.py", "--config-file", DEMO_CONFIG, *TINY_DEMO_OPTS,
+        "MODEL.ROI_HEADS.NUM_CLASSES", "2", "OUTPUT_DIR", tmp_path / "out",
         env={"DETECTRON2_DATASETS": str(demo_root)},
     )  # fmt: skip
-    _assert_one_line_error(
+    assert_one_line_error(
         run,
         r"MODEL\.ROI_HEADS\.NUM_CLASSES=2 does not match the 1 category of dataset 'demo_trees_train'",
     )
@@ -596,19 +576,19 @@ def test_train_net_refuses_a_json_with_a_repeated_image_id(demo_root, tmp_path):
     data = _coco(tmp_path / "images", count=4)
     _duplicate_image_id(data)
     (tmp_path / "train.json").write_text(json.dumps(data))
-    run = _run(
-        [REPO / "tools" / "train_net.py", "--config-file", DEMO_CONFIG,
-         "--coco-dataset", "mine", tmp_path / "train.json", tmp_path / "images", *TINY_DEMO_OPTS,
-         "DATASETS.TRAIN", "('mine',)", "DATASETS.TEST", "()", "OUTPUT_DIR", tmp_path / "out"],
+    run = run_cli(
+        "tools/train_net.py", "--config-file", DEMO_CONFIG,
+        "--coco-dataset", "mine", tmp_path / "train.json", tmp_path / "images", *TINY_DEMO_OPTS,
+        "DATASETS.TRAIN", "('mine',)", "DATASETS.TEST", "()", "OUTPUT_DIR", tmp_path / "out",
         env={"DETECTRON2_DATASETS": str(demo_root)},
     )  # fmt: skip
-    _assert_one_line_error(run, r"dataset 'mine': .*train\.json: image id 1 is listed 2 times")
+    assert_one_line_error(run, r"dataset 'mine': .*train\.json: image id 1 is listed 2 times")
 
 
 def test_prepare_coco_refuses_an_empty_minival_list(tmp_path):
     _coco_2014_ids(tmp_path, "")
-    run = _run([REPO / "datasets" / "prepare_coco.py", "--root", tmp_path, "--allow-subset"])
-    _assert_one_line_error(run, r"minival2014_ids\.txt lists no image id")
+    run = run_cli("datasets/prepare_coco.py", "--root", tmp_path, "--allow-subset")
+    assert_one_line_error(run, r"minival2014_ids\.txt lists no image id")
 
 
 @pytest.fixture(autouse=True)

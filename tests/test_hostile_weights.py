@@ -11,8 +11,6 @@ import json
 import os
 import pickle
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -37,8 +35,9 @@ from resnext_det.engine.pretrain import Pretrainer, build_pretrain_config
 from resnext_det.engine.validate import check_detection_run
 from resnext_det.errors import ConfigError, UserError
 
-from ._paths import CONFIGS, DEMO_CONFIG, REPO, TINY_DEMO_OPTS
+from ._paths import CONFIGS, DEMO_CONFIG, TINY_DEMO_OPTS
 from ._photos import make_image_folder
+from ._tools import assert_one_line_error, run_cli, run_cli_in_subprocess
 
 PORTRAIT = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 
@@ -251,38 +250,20 @@ def test_an_empty_weights_key_is_refused_by_the_predictor(detector):
 # -- what the user sees: real tool runs ---------------------------------------------------
 
 
-def _run(tool, *args, env=None):
-    return subprocess.run(
-        [sys.executable, str(REPO / "tools" / tool), *map(str, args)],
-        cwd=REPO,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-    )
-
-
-def _assert_one_line_error(run, pattern):
-    output = run.stdout + run.stderr
-    assert run.returncode == 2, output[-3000:]
-    assert "Traceback" not in output, output[-3000:]
-    last = run.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and re.search(pattern, last), last
-
-
 def test_eval_only_with_nan_weights_ends_in_one_line(hostile, demo_root, tmp_path):
-    run = _run(
-        "train_net.py", "--config-file", DEMO_CONFIG, "--eval-only", *TINY_DEMO_OPTS,
+    run = run_cli(
+        "tools/train_net.py", "--config-file", DEMO_CONFIG, "--eval-only", *TINY_DEMO_OPTS,
         "MODEL.WEIGHTS", hostile["nan.pth"], "OUTPUT_DIR", tmp_path / "out",
         env={"DETECTRON2_DATASETS": str(demo_root)},
     )  # fmt: skip
-    _assert_one_line_error(
+    assert_one_line_error(
         run, r"MODEL\.WEIGHTS='.*nan\.pth' holds NaN values in 'backbone\.bottom_up\.res2"
     )
 
 
 def test_converting_a_crafted_pth_ends_in_our_line_not_torchs_advice(hostile, tmp_path):
-    run = _run("convert_weights.py", hostile["crafted.pth"], tmp_path / "out.pth")
-    _assert_one_line_error(run, r"refusing to load (posix|os)\.system from .*crafted\.pth")
+    run = run_cli("tools/convert_weights.py", hostile["crafted.pth"], tmp_path / "out.pth")
+    assert_one_line_error(run, r"refusing to load (posix|os)\.system from .*crafted\.pth")
     assert "weights_only" not in run.stdout + run.stderr
     assert not (Path(hostile["folder"]) / "pwned").exists()
     assert not (tmp_path / "out.pth").exists()
@@ -290,12 +271,12 @@ def test_converting_a_crafted_pth_ends_in_our_line_not_torchs_advice(hostile, tm
 
 def test_demo_refuses_weights_of_another_network(detector, tmp_path):
     _, _, good = detector
-    run = _run(
-        "demo.py", "--config-file", DEMO_CONFIG, "--input", PORTRAIT,
+    run = run_cli(
+        "tools/demo.py", "--config-file", DEMO_CONFIG, "--input", PORTRAIT,
         "--output", tmp_path / "out", *TINY_DEMO_OPTS, "MODEL.RESNETS.DEPTH", "26",
         "MODEL.WEIGHTS", good,
     )  # fmt: skip
-    _assert_one_line_error(run, r"MODEL\.WEIGHTS='.*model_final\.pth' does not fit the model")
+    assert_one_line_error(run, r"MODEL\.WEIGHTS='.*model_final\.pth' does not fit the model")
     assert not (tmp_path / "out").exists()
 
 
@@ -311,11 +292,12 @@ def test_a_bad_image_in_the_demo_keeps_the_other_detections(detector, demo_root,
     cut = (folder / "cut.jpg").read_bytes()
     (folder / "cut.jpg").write_bytes(cut[: len(cut) // 3])  # truncated mid-scan
     (folder / "notes.png").write_text("not an image\n")
-    run = _run(
-        "demo.py", "--config-file", DEMO_CONFIG, "--input", folder, "--output", tmp_path / "out",
+    # A new process: the log line of each skipped image is part of what is checked.
+    run = run_cli_in_subprocess(
+        "tools/demo.py", "--config-file", DEMO_CONFIG, "--input", folder, "--output", tmp_path / "out",
         "--confidence-threshold", "0.0", *TINY_DEMO_OPTS, "MODEL.WEIGHTS", good,
     )  # fmt: skip
-    _assert_one_line_error(
+    assert_one_line_error(
         run,
         r"cut\.jpg cannot be read as an image \(.*\) and 1 more, so 2 of 4 images were skipped;"
         r" expected image files \(the detections of the other 2 are in .*detections\.json\)",

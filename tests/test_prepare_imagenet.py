@@ -1,7 +1,5 @@
 """datasets/prepare_imagenet.py on a small ILSVRC2012-shaped tree: devkit, flat val, checks."""
 
-import subprocess
-import sys
 import tarfile
 
 import numpy as np
@@ -10,8 +8,8 @@ from scipy.io import savemat
 
 from resnext_det.data.imagenet import check_imagenet, read_devkit, sort_val_images
 
-from ._paths import REPO
 from ._photos import PHOTOS, photo_crops
+from ._tools import run_cli
 
 # ILSVRC2012_ID -> WNID of the leaf classes; id 4 is an inner node of the hierarchy.
 LEAVES = {1: "n01440764", 2: "n01443537", 3: "n01484850"}
@@ -45,11 +43,7 @@ def _write_imagenet(root, train_per_class=2):
 
 
 def _prepare(*args):
-    return subprocess.run(
-        [sys.executable, str(REPO / "datasets" / "prepare_imagenet.py"), *map(str, args)],
-        capture_output=True,
-        text=True,
-    )
+    return run_cli("datasets/prepare_imagenet.py", *args)
 
 
 def test_devkit_is_read_from_folder_and_archive(tmp_path):
