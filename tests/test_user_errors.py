@@ -79,6 +79,10 @@ CASES = {
         "tools/demo.py", ["--config-file", DEMO, "--input", "nope.jpg"],
         r"nope\.jpg does not exist; expected an image file or a folder",
     ),
+    "gpu check on a machine without cuda": (
+        "tools/gpu_check.py", ["--output", "/tmp/unused_gpu_check"],
+        r"make gpu-check needs a CUDA GPU, and torch\.cuda\.is_available\(\) is False",
+    ),
     "prepare demo with a bad tile size": (
         "datasets/prepare_demo.py", ["--tile-size", "0", "--root", "/tmp/unused"],
         r"tile_size=0 is invalid; expected an integer >= 1",
