@@ -10,6 +10,12 @@ alike; the result is the ratio of medians. On a GPU (when one is present) it als
 training throughput and peak memory, in float32 and bfloat16 autocast.
 """
 
+from resnext_det.utils.cli import set_tool_policy
+
+set_tool_policy()  # first: Detectron2 warns about its own code when imported
+
+# isort: split
+
 import argparse
 import datetime
 import json

@@ -13,12 +13,18 @@ Prints one line per problem and exits 2 if there is any, else says which layout 
 used. Training tools register the splits themselves (resnext_det.data.register_coco2014_splits).
 """
 
+from resnext_det.utils.cli import set_tool_policy
+
+set_tool_policy()  # first: Detectron2 warns about its own code when imported
+
+# isort: split
+
 import argparse
 import sys
 
-from resnext_det.cli import run_tool
 from resnext_det.data import build_minival_jsons, check_coco, find_coco_layout
-from resnext_det.engine import datasets_root
+from resnext_det.utils.cli import run_tool
+from resnext_det.utils.paths import datasets_root
 
 
 def main() -> int:

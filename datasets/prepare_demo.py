@@ -8,12 +8,18 @@ The result is registered as demo_trees_train / demo_trees_val by
 resnext_det.data.register_demo_datasets (tools/train_net.py does it itself).
 """
 
+from resnext_det.utils.cli import set_tool_policy
+
+set_tool_policy()  # first: Detectron2 warns about its own code when imported
+
+# isort: split
+
 import argparse
 import logging
 
-from resnext_det.cli import run_tool
 from resnext_det.data import TilingSettings, prepare_demo_dataset
-from resnext_det.engine import datasets_root
+from resnext_det.utils.cli import run_tool
+from resnext_det.utils.paths import datasets_root
 
 
 def main() -> None:

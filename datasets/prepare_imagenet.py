@@ -12,11 +12,17 @@ atomic rename, so an interrupted run can simply be run again. Prints one line pe
 and exits 2 if there is any. See datasets/README.md.
 """
 
+from resnext_det.utils.cli import set_tool_policy
+
+set_tool_policy()  # first: Detectron2 warns about its own code when imported
+
+# isort: split
+
 import argparse
 import sys
 
-from resnext_det.cli import run_tool
 from resnext_det.data.imagenet import check_imagenet, sort_val_images
+from resnext_det.utils.cli import run_tool
 
 
 def main() -> int:

@@ -16,7 +16,7 @@ import yaml
 from detectron2.config import CfgNode as CN
 from fvcore.common.config import CfgNode as UnversionedCN
 
-from .errors import ConfigError
+from .utils.errors import ConfigError
 
 __all__ = ["add_resnext_config", "get_pretrain_cfg", "merge_config"]
 

@@ -19,8 +19,8 @@ from detectron2.modeling import GeneralizedRCNN
 from detectron2.structures import Boxes, Instances
 from torch import Tensor, nn
 
-from .atomic_io import make_output_dir, write_atomically
-from .errors import ConfigError, MissingFileError
+from .utils.atomic_io import make_output_dir, write_atomically
+from .utils.errors import ConfigError, MissingFileError
 
 __all__ = [
     "EXPORT_FORMATS",

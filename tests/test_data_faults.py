@@ -13,7 +13,7 @@ from detectron2.data.datasets import register_coco_instances
 from detectron2.structures import BoxMode
 
 from resnext_det.data.sanitize import check_image_files, sanitize_annotations
-from resnext_det.errors import DataError
+from resnext_det.utils.errors import DataError
 
 from ._paths import DEMO_CONFIG, REPO, TINY_DEMO_OPTS
 

@@ -11,7 +11,7 @@ from detectron2.config import LazyConfig, instantiate
 from detectron2.modeling import build_model
 
 from resnext_det import model_zoo
-from resnext_det.errors import MissingFileError
+from resnext_det.utils.errors import MissingFileError
 
 from ._paths import CONFIGS, DEMO_CONFIG, REPO, TINY_DEMO_OPTS
 

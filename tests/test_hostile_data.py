@@ -31,7 +31,6 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from resnext_det.checkpoint import SafeDetectionCheckpointer
-from resnext_det.cli import report
 from resnext_det.data.classification import AugmentedDataset, _ImageFolderSplit
 from resnext_det.data.coco2014 import build_minival_jsons, check_coco
 from resnext_det.data.coco_json import check_coco_json
@@ -45,7 +44,8 @@ from resnext_det.data.sanitize import (
 from resnext_det.engine import build_config
 from resnext_det.engine.predictor import predict_images
 from resnext_det.engine.validate import check_class_count, check_datasets
-from resnext_det.errors import ConfigError, DataError
+from resnext_det.utils.cli import report
+from resnext_det.utils.errors import ConfigError, DataError
 
 from ._paths import DEMO_CONFIG, TINY_DEMO_OPTS
 from ._photos import photo_crops

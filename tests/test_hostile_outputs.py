@@ -22,7 +22,6 @@ import torch
 from detectron2.modeling import build_model
 
 from resnext_det.analysis.plots import metrics_figures
-from resnext_det.atomic_io import write_atomically
 from resnext_det.checkpoint import (
     SafeDetectionCheckpointer,
     check_outputs,
@@ -34,9 +33,10 @@ from resnext_det.deploy import export_model
 from resnext_det.engine import build_config
 from resnext_det.engine.demo import run_demo
 from resnext_det.engine.predictor import predict_images
-from resnext_det.errors import OutputError
 from resnext_det.modeling import ResNeXtSpec, build_resnext
-from resnext_det.run_guard import exclusive_output_dir
+from resnext_det.utils.atomic_io import write_atomically
+from resnext_det.utils.errors import OutputError
+from resnext_det.utils.run_guard import exclusive_output_dir
 
 from ._paths import DEMO_CONFIG, REPO, TINY_DEMO_OPTS
 

@@ -33,7 +33,7 @@ from resnext_det.engine.lazy_train import do_train
 from resnext_det.engine.predictor import Predictor, predict_images
 from resnext_det.engine.pretrain import Pretrainer, build_pretrain_config
 from resnext_det.engine.validate import check_detection_run
-from resnext_det.errors import ConfigError, UserError
+from resnext_det.utils.errors import ConfigError, UserError
 
 from ._paths import CONFIGS, DEMO_CONFIG, TINY_DEMO_OPTS
 from ._photos import make_image_folder

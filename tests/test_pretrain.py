@@ -262,7 +262,7 @@ def test_a_corrupt_image_is_skipped_in_training_and_refused_in_evaluation(
     image_folder, tmp_path, caplog
 ):
     from resnext_det.data.classification import AugmentedDataset, build_classification_data
-    from resnext_det.errors import DataError
+    from resnext_det.utils.errors import DataError
 
     root = tmp_path / "copy"
     shutil.copytree(image_folder, root)

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from resnext_det.data import check_coco, load_proposal_file
 from resnext_det.data.sanitize import load_registered, sanitize_annotations
 from resnext_det.engine import build_config
-from resnext_det.errors import ConfigError, DataError, UserError
 from resnext_det.modeling import ResNeXtSpec, build_resnext
+from resnext_det.utils.errors import ConfigError, DataError, UserError
 
 from ._paths import CONFIGS
 

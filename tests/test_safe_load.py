@@ -65,7 +65,7 @@ def test_a_config_naming_python_objects_is_refused_and_does_not_run(tmp_path):
     """Detectron2 loads yaml unsafely by default; a config file could run code."""
     from resnext_det.config import get_pretrain_cfg, merge_config
     from resnext_det.engine import build_config
-    from resnext_det.errors import ConfigError
+    from resnext_det.utils.errors import ConfigError
 
     marker = tmp_path / "pwned"
     config = tmp_path / "evil.yaml"

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torchvision
 
-from resnext_det.cli import run_tool
-from resnext_det.errors import ConfigError
+from resnext_det.utils.cli import run_tool
+from resnext_det.utils.errors import ConfigError
 
 from ._paths import CONFIGS, DEMO_CONFIG, TINY_DEMO_OPTS
 from ._tools import assert_one_line_error, run_cli

@@ -9,6 +9,12 @@
     python tools/analyze_model.py --paper --json                     # for machines
 """
 
+from resnext_det.utils.cli import set_tool_policy
+
+set_tool_policy()  # first: Detectron2 warns about its own code when imported
+
+# isort: split
+
 import argparse
 import json
 import re
@@ -20,9 +26,9 @@ from resnext_det.analysis import (
     paper_tables,
     render_markdown,
 )
-from resnext_det.cli import run_tool
 from resnext_det.engine import build_config, register_all
 from resnext_det.modeling import FEATURE_NAMES, ResNeXtSpec
+from resnext_det.utils.cli import run_tool
 
 
 def _template(text: str) -> tuple[int, int]:

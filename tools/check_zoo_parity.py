@@ -11,7 +11,9 @@ ours strictly, and compares the backbone's and every head's outputs on two small
 (``resnext_det.analysis.zoo_parity``). Exits 1 if any config does not match.
 """
 
-import resnext_det  # noqa: F401 (first: it silences Detectron2's import-time warnings)
+from resnext_det.utils.cli import set_tool_policy
+
+set_tool_policy()  # first: Detectron2 warns about its own code when imported
 
 # isort: split
 import argparse
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from resnext_det.analysis.machine import machine_description
 from resnext_det.analysis.zoo_parity import compare_zoo_config, parity_table, zoo_config_names
-from resnext_det.cli import run_tool
+from resnext_det.utils.cli import run_tool
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -23,6 +23,12 @@ overwrite it), and an existing OUTPUT or snippet that an earlier conversion did 
 feature check fails (exit code 1), nothing is written.
 """
 
+from resnext_det.utils.cli import set_tool_policy
+
+set_tool_policy()  # first: Detectron2 warns about its own code when imported
+
+# isort: split
+
 import argparse
 import sys
 
@@ -34,7 +40,7 @@ from resnext_det.checkpoint import (
     read_weight_file,
     write_detectron2_weights,
 )
-from resnext_det.cli import run_tool
+from resnext_det.utils.cli import run_tool
 
 # Float32 sums in another order differ by about 1e-6 of the feature scale; a wrong
 # convention or a misplaced weight differs by its whole scale.

@@ -18,14 +18,16 @@ predicted and written; the tool then ends with one line naming it, and exit code
 
 import argparse
 
-import resnext_det  # noqa: F401 (first: it silences Detectron2's import-time warnings)
+from resnext_det.utils.cli import set_tool_policy
+
+set_tool_policy()  # first: Detectron2 warns about its own code when imported
 
 # isort: split
 from detectron2.utils.logger import setup_logger
 
-from resnext_det.cli import run_tool
 from resnext_det.engine import build_config, register_all
 from resnext_det.engine.predictor import predict_images, skipped_error
+from resnext_det.utils.cli import run_tool
 
 
 def main() -> None:

@@ -18,7 +18,9 @@ NaN/inf, and an --output that is a file or cannot be written. model.ts / model.o
 written whole or not at all.
 """
 
-import resnext_det  # noqa: F401 (first: it silences Detectron2's import-time warnings)
+from resnext_det.utils.cli import set_tool_policy
+
+set_tool_policy()  # first: Detectron2 warns about its own code when imported
 
 # isort: split
 import argparse
@@ -26,10 +28,8 @@ import argparse
 from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
 
-from resnext_det.atomic_io import check_output_dir
 from resnext_det.checkpoint import SafeDetectionCheckpointer
 from resnext_det.checkpoint.fit import check_weights_fit
-from resnext_det.cli import run_tool
 from resnext_det.deploy import (
     EXPORT_FORMATS,
     EXPORT_METHODS,
@@ -38,7 +38,9 @@ from resnext_det.deploy import (
     sample_images,
 )
 from resnext_det.engine import build_config, register_all
-from resnext_det.errors import ConfigError
+from resnext_det.utils.atomic_io import check_output_dir
+from resnext_det.utils.cli import run_tool
+from resnext_det.utils.errors import ConfigError
 
 
 def main() -> int:

@@ -17,7 +17,9 @@ Results go to ``<output>/gpu_check.json`` and ``<output>/gpu_check.md`` (for
 docs/benchmarks.md).
 """
 
-import resnext_det  # noqa: F401 (first: it silences Detectron2's import-time warnings)
+from resnext_det.utils.cli import set_tool_policy
+
+set_tool_policy()  # first: Detectron2 warns about its own code when imported
 
 # isort: split
 import argparse
@@ -30,8 +32,8 @@ from pathlib import Path
 import torch
 
 from resnext_det.analysis.machine import machine_description
-from resnext_det.cli import run_tool
-from resnext_det.errors import UserError
+from resnext_det.utils.cli import run_tool
+from resnext_det.utils.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = "demo/faster_rcnn_X14_32x4d_demo.yaml"

@@ -14,7 +14,9 @@ launching process holds train.output_dir for the run, and a SIGTERM to it ends i
 workers too.
 """
 
-import resnext_det  # noqa: F401 (first: it silences Detectron2's import-time warnings)
+from resnext_det.utils.cli import set_tool_policy
+
+set_tool_policy()  # first: Detectron2 warns about its own code when imported
 
 # isort: split
 from contextlib import nullcontext
@@ -25,11 +27,11 @@ from detectron2.engine.defaults import create_ddp_model
 
 from resnext_det.checkpoint import SafeDetectionCheckpointer
 from resnext_det.checkpoint.fit import check_weights_fit
-from resnext_det.cli import run_tool, worker_errors
 from resnext_det.engine import register_all
 from resnext_det.engine.lazy_train import do_test, do_train
-from resnext_det.errors import ConfigError
-from resnext_det.run_guard import exclusive_output_dir, workers_end_with_launcher
+from resnext_det.utils.cli import run_tool, worker_errors
+from resnext_det.utils.errors import ConfigError
+from resnext_det.utils.run_guard import exclusive_output_dir, workers_end_with_launcher
 
 
 def main(args):

@@ -12,12 +12,18 @@ metrics.jsonl. --complexity plots the paper's top-1 errors against our computed 
 runs beside them (a run folder holds config.yaml and metrics.jsonl).
 """
 
+from resnext_det.utils.cli import set_tool_policy
+
+set_tool_policy()  # first: Detectron2 warns about its own code when imported
+
+# isort: split
+
 import argparse
 from pathlib import Path
 
 from resnext_det.analysis.plots import complexity_figure, metrics_figures
-from resnext_det.atomic_io import check_output_dir
-from resnext_det.cli import run_tool
+from resnext_det.utils.atomic_io import check_output_dir
+from resnext_det.utils.cli import run_tool
 
 
 def main() -> None:

@@ -22,19 +22,21 @@ import argparse
 import json
 import logging
 
-import resnext_det  # noqa: F401 (first: it silences Detectron2's import-time warnings)
+from resnext_det.utils.cli import set_tool_policy
+
+set_tool_policy()  # first: Detectron2 warns about its own code when imported
 
 # isort: split
 from detectron2.utils.logger import setup_logger
 
-from resnext_det.cli import run_tool
 from resnext_det.engine.pretrain import (
     Pretrainer,
     build_pretrain_config,
     init_distributed,
     shutdown_distributed,
 )
-from resnext_det.run_guard import exclusive_output_dir_of_group
+from resnext_det.utils.cli import run_tool
+from resnext_det.utils.run_guard import exclusive_output_dir_of_group
 
 
 def main() -> None:

@@ -8,10 +8,16 @@ scratch, evaluates COCO AP on the val photo, and draws predictions on a few val 
     python tools/run_demo.py SOLVER.MAX_ITER 20   # trailing KEY VALUE overrides
 """
 
+from resnext_det.utils.cli import set_tool_policy
+
+set_tool_policy()  # first: Detectron2 warns about its own code when imported
+
+# isort: split
+
 import argparse
 
-from resnext_det.cli import run_tool
 from resnext_det.engine.demo import DEMO_CONFIG, run_demo
+from resnext_det.utils.cli import run_tool
 
 
 def main() -> None:

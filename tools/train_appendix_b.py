@@ -28,7 +28,9 @@ The launching process holds the output directory for the run (a second run on it
 once, naming the first one's pid), and a SIGTERM to it ends its worker processes too.
 """
 
-import resnext_det  # noqa: F401 (first: it silences Detectron2's import-time warnings)
+from resnext_det.utils.cli import set_tool_policy
+
+set_tool_policy()  # first: Detectron2 warns about its own code when imported
 
 # isort: split
 from contextlib import nullcontext
@@ -37,10 +39,10 @@ from detectron2.engine import default_argument_parser, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from resnext_det.cli import run_tool, worker_errors
 from resnext_det.engine import register_all
 from resnext_det.engine.appendix_b import STAGES, AppendixB
-from resnext_det.run_guard import exclusive_output_dir, workers_end_with_launcher
+from resnext_det.utils.cli import run_tool, worker_errors
+from resnext_det.utils.run_guard import exclusive_output_dir, workers_end_with_launcher
 
 
 def main(args):

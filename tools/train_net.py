@@ -20,7 +20,9 @@ at once, naming the first one's pid), and a SIGTERM to it ends its worker proces
 (exit code 143); checkpoints are written whole, so --resume continues from the last.
 """
 
-import resnext_det  # noqa: F401 (first: it silences Detectron2's import-time warnings)
+from resnext_det.utils.cli import set_tool_policy
+
+set_tool_policy()  # first: Detectron2 warns about its own code when imported
 
 # isort: split
 from contextlib import nullcontext
@@ -30,11 +32,11 @@ from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
 from resnext_det.checkpoint import SafeDetectionCheckpointer
-from resnext_det.cli import run_tool, worker_errors
 from resnext_det.data import register_coco_datasets
 from resnext_det.engine import Trainer, build_config, register_all
 from resnext_det.engine.validate import check_detection_run
-from resnext_det.run_guard import exclusive_output_dir, workers_end_with_launcher
+from resnext_det.utils.cli import run_tool, worker_errors
+from resnext_det.utils.run_guard import exclusive_output_dir, workers_end_with_launcher
 
 
 def main(args):

@@ -9,9 +9,9 @@ from typing import Any, Optional
 # Figure objects without pyplot: files only, and no change to the caller's backend.
 from matplotlib.figure import Figure
 
-from ..atomic_io import make_output_dir
-from ..errors import DataError
 from ..modeling import ResNeXtSpec
+from ..utils.atomic_io import make_output_dir
+from ..utils.errors import DataError
 from .complexity import cifar_complexity, classifier_complexity
 from .paper import PAPER_CIFAR, PAPER_IMAGENET
 

@@ -36,8 +36,8 @@ from detectron2.structures import Boxes, Instances
 from torch import nn
 
 from ..config import add_resnext_config
-from ..errors import UserError
 from ..registration import register_resnext_backbone
+from ..utils.errors import UserError
 
 __all__ = [
     "BACKBONE_SWAP",

@@ -35,14 +35,14 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone.resnet import build_resnet_backbone
 from torch import nn
 
-from ..atomic_io import (
+from ..modeling import BLOCKS_PER_STAGE, STAGE_NAMES, ResNeXtSpec, build_resnext
+from ..utils.atomic_io import (
     check_output_dir,
     make_output_dir,
     write_atomically,
     write_text_atomically,
 )
-from ..errors import OutputError, WeightsError
-from ..modeling import BLOCKS_PER_STAGE, STAGE_NAMES, ResNeXtSpec, build_resnext
+from ..utils.errors import OutputError, WeightsError
 from .safe_load import check_finite_weights, load_weight_file
 
 __all__ = [

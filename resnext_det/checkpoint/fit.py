@@ -13,7 +13,7 @@ from typing import Optional
 from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 from torch import nn
 
-from ..errors import WeightsError
+from ..utils.errors import WeightsError
 from .safe_load import SafeDetectionCheckpointer, read_checkpoint
 
 __all__ = ["check_weights_fit", "pretrained_scope"]

@@ -22,7 +22,7 @@ import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, Optional
+from typing import Any, Optional
 from urllib.parse import urlparse
 
 import numpy as np
@@ -30,8 +30,9 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from torch import nn
 
-from ..atomic_io import write_atomically, write_text_atomically
-from ..errors import MissingFileError, WeightsError
+from ..utils.atomic_io import write_atomically, write_text_atomically
+from ..utils.errors import MissingFileError, WeightsError
+from ..utils.safe_pickle import UnsafePickleError, load_pickle_safely
 
 __all__ = [
     "SafeDetectionCheckpointer",
@@ -43,53 +44,7 @@ __all__ = [
     "refuse_url",
 ]
 
-# Everything a pickle of numpy arrays in dicts/lists/tuples needs, for numpy 1 and 2
-# and for Python-2 pickles (Caffe2 model zoo) read with encoding="latin1".
-_ALLOWED_GLOBALS = frozenset(
-    {
-        ("collections", "OrderedDict"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "scalar"),
-        # Pickle protocol 5 (Python 3.14's default) rebuilds arrays from raw bytes.
-        ("numpy.core.numeric", "_frombuffer"),
-        ("numpy._core.numeric", "_frombuffer"),
-        ("_codecs", "encode"),
-    }
-)
-
 WEIGHT_FORMATS = "a torch checkpoint (.pth), a Detectron2 model-zoo pickle (.pkl) or .safetensors"
-
-
-class UnsafePickleError(pickle.UnpicklingError, WeightsError):
-    """A pickle asked for something other than numpy arrays and plain containers.
-
-    Attributes:
-        global_name: what it asked for (``"posix.system"``).
-    """
-
-    def __init__(self, message: str, global_name: str = "an object"):
-        super().__init__(message)
-        self.global_name = global_name
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        raise UnsafePickleError(
-            f"refusing to load {module}.{name} from a pickle; weight files may hold only "
-            "numpy arrays and plain containers",
-            f"{module}.{name}",
-        )
-
-
-def load_pickle_safely(file: BinaryIO, encoding: str = "latin1") -> Any:
-    """Unpickle numpy arrays and plain containers; raise :class:`UnsafePickleError` otherwise."""
-    return _RestrictedUnpickler(file, encoding=encoding).load()
 
 
 def _refused_code(label: str, global_name: str) -> UnsafePickleError:

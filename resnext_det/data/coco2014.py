@@ -27,8 +27,8 @@ from typing import Optional
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
-from ..atomic_io import write_text_atomically
-from ..errors import DataError, MissingFileError
+from ..utils.atomic_io import write_text_atomically
+from ..utils.errors import DataError, MissingFileError
 from .coco_json import coco_json_problem, duplicate_problem
 
 __all__ = [

@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, Optional
 
-from ..errors import DataError, MissingFileError
+from ..utils.errors import DataError, MissingFileError
 
 __all__ = ["check_coco_json", "coco_json_problem", "duplicate_problem", "read_coco_json"]
 

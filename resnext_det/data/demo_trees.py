@@ -24,7 +24,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 from PIL import Image
 
-from ..errors import ConfigError, DataError, MissingFileError
+from ..utils.errors import ConfigError, DataError, MissingFileError
 
 __all__ = [
     "DEMO_DATASETS",

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Optional
 
-from ..errors import DataError, MissingFileError
+from ..utils.errors import DataError, MissingFileError
 
 __all__ = [
     "FULL_IMAGENET",

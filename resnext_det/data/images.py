@@ -26,7 +26,7 @@ import numpy as np
 from detectron2.data import detection_utils
 from PIL import Image
 
-from ..errors import DataError, MissingFileError
+from ..utils.errors import DataError, MissingFileError
 
 __all__ = [
     "DecompressionBomb",

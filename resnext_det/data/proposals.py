@@ -22,9 +22,9 @@ from typing import Any, Union
 import numpy as np
 from detectron2.structures import BoxMode
 
-from ..atomic_io import write_atomically
-from ..checkpoint import load_pickle_safely
-from ..errors import DataError
+from ..utils.atomic_io import write_atomically
+from ..utils.errors import DataError
+from ..utils.safe_pickle import load_pickle_safely
 
 __all__ = ["attach_proposals", "load_proposal_file", "missing_image_ids", "write_proposal_file"]
 

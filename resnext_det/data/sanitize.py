@@ -34,7 +34,7 @@ from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
 from detectron2.data.detection_utils import SizeMismatchError
 from detectron2.structures import BoxMode
 
-from ..errors import ConfigError, DataError, UserError
+from ..utils.errors import ConfigError, DataError, UserError
 from .coco_json import EXPECTED, check_coco_json, coco_json_problem, read_coco_json
 from .images import DecompressionBomb, header_problem
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 
-from ..errors import ConfigError, MissingFileError
+from ..utils.errors import ConfigError, MissingFileError
 
 __all__ = ["register_coco_datasets"]
 

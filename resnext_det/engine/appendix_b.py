@@ -36,11 +36,11 @@ from detectron2.evaluation import DatasetEvaluator, inference_on_dataset
 from detectron2.utils import comm
 
 from ..analysis.paper import PAPER_TABLE_8
-from ..atomic_io import write_text_atomically
 from ..checkpoint import SafeDetectionCheckpointer
 from ..data import missing_image_ids, write_proposal_file
-from ..errors import ConfigError
 from ..modeling import ResNeXtSpec
+from ..utils.atomic_io import write_text_atomically
+from ..utils.errors import ConfigError
 from .coco_evaluation import COCOEvaluator
 from .trainer import Trainer, build_config
 from .validate import check_detection_run

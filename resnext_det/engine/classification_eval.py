@@ -8,7 +8,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..errors import DataError
+from ..utils.errors import DataError
 
 __all__ = ["evaluate_classifier", "topk_wrong"]
 

@@ -15,7 +15,7 @@ from detectron2.evaluation import COCOEvaluator as DetectronCOCOEvaluator
 from detectron2.evaluation import coco_evaluation
 from pycocotools.cocoeval import COCOeval
 
-from ..errors import ConfigError
+from ..utils.errors import ConfigError
 
 try:
     from faster_coco_eval import COCOeval_faster

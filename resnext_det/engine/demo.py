@@ -13,10 +13,11 @@ from detectron2.utils.logger import setup_logger
 from ..analysis.machine import cpu_isa
 from ..data import prepare_demo_dataset
 from ..model_zoo import get_config_file
-from ..run_guard import exclusive_output_dir
-from ..utils import draw_predictions
-from .trainer import Trainer, build_config, datasets_root, register_all
+from ..utils.paths import datasets_root
+from ..utils.run_guard import exclusive_output_dir
+from .trainer import Trainer, build_config, register_all
 from .validate import check_detection_run
+from .visualize import draw_predictions
 
 __all__ = ["DEMO_CONFIG", "DemoResult", "TrainingTimeEstimate", "run_demo"]
 

@@ -27,11 +27,16 @@ from detectron2.structures import Instances
 from detectron2.utils.visualizer import Visualizer
 from PIL import Image
 
-from ..atomic_io import check_output_dir, make_output_dir, write_atomically, write_text_atomically
 from ..checkpoint import SafeDetectionCheckpointer
 from ..checkpoint.fit import check_weights_fit
 from ..data.images import read_image_checked
-from ..errors import ConfigError, DataError, MissingFileError
+from ..utils.atomic_io import (
+    check_output_dir,
+    make_output_dir,
+    write_atomically,
+    write_text_atomically,
+)
+from ..utils.errors import ConfigError, DataError, MissingFileError
 
 __all__ = [
     "IMAGE_SUFFIXES",

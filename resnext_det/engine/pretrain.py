@@ -31,7 +31,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..atomic_io import write_text_atomically
 from ..checkpoint import SafeDetectionCheckpointer
 from ..checkpoint.fit import check_weights_fit
 from ..config import get_pretrain_cfg, merge_config
@@ -41,10 +40,11 @@ from ..data.classification import (
     TrainSampler,
     build_classification_data,
 )
-from ..errors import ConfigError, TrainingDiverged
 from ..modeling import ResNeXtSpec, build_cifar_resnext, build_resnext_classifier
 from ..modeling.speed import apply_speed_options
-from ..value_checks import check_values, integer, number, numbers
+from ..utils.atomic_io import write_text_atomically
+from ..utils.errors import ConfigError, TrainingDiverged
+from ..utils.value_checks import check_values, integer, number, numbers
 from .classification_eval import evaluate_classifier
 
 __all__ = [

@@ -18,25 +18,20 @@ from ..checkpoint import SafeDetectionCheckpointer
 from ..config import add_resnext_config, merge_config
 from ..data import attach_proposals, register_coco2014_splits, register_demo_datasets
 from ..data.sanitize import SkippingDatasetMapper, load_registered, sanitize_annotations
-from ..errors import ConfigError, DataError, TrainingDiverged, UserError
 from ..registration import register_resnext_backbone
+from ..utils.errors import ConfigError, DataError, TrainingDiverged
+from ..utils.paths import datasets_root
 from .coco_evaluation import COCOEvaluator
 
 __all__ = [
     "Trainer",
     "build_config",
     "check_can_train",
-    "datasets_root",
     "load_dataset_dicts",
     "proposal_file",
     "register_all",
     "schedule_summary",
 ]
-
-
-def datasets_root() -> str:
-    """Detectron2's datasets root: ``$DETECTRON2_DATASETS``, else ``./datasets``."""
-    return os.getenv("DETECTRON2_DATASETS", "datasets")
 
 
 def register_all(root: Optional[str] = None) -> None:
@@ -138,17 +133,6 @@ class FiniteWeightsCheckpointer(hooks.PeriodicCheckpointer):
                 "SOLVER.WARMUP_ITERS",
             )
         super().after_step()
-
-
-class _WithoutUserErrorTracebacks(logging.Filter):
-    """Detectron2 logs every exception of its training loop with a traceback; a user error
-    (a NaN loss among them) is reported by the tool in one line instead."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], UserError))
-
-
-logging.getLogger("detectron2.engine.train_loop").addFilter(_WithoutUserErrorTracebacks())
 
 
 class Trainer(DefaultTrainer):

@@ -1,7 +1,7 @@
 """Up-front checks of a detection run: everything a user can get wrong, before it costs.
 
 Run in the launching process, before any worker starts, so that a wrong value ends the
-command in one line (``resnext_det.cli``) instead of a traceback an hour in. What cannot
+command in one line (``resnext_det.utils.cli``) instead of a traceback an hour in. What cannot
 be known before the run (image data corrupt past its header) follows the data policy of
 :mod:`resnext_det.data.sanitize`.
 """
@@ -22,9 +22,9 @@ from ..data.sanitize import (
     load_registered,
     sanitize_annotations,
 )
-from ..errors import ConfigError, DataError
 from ..modeling import ResNeXtRes5ROIHeads, ResNeXtSpec
-from ..value_checks import (
+from ..utils.errors import ConfigError, DataError
+from ..utils.value_checks import (
     check_values,
     choice,
     integer,

@@ -7,8 +7,8 @@ from detectron2.config import CfgNode, LazyConfig, get_cfg
 from omegaconf import DictConfig
 
 from ..config import add_resnext_config, merge_config
-from ..errors import MissingFileError
 from ..registration import register_resnext_backbone
+from ..utils.errors import MissingFileError
 
 __all__ = ["CONFIGS_ROOT", "get_config", "get_config_file", "list_configs"]
 

@@ -13,7 +13,7 @@ from detectron2.modeling.backbone import Backbone
 from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool, LastLevelP6P7
 
 from ..config import RESNEXT_DEFAULTS
-from ..errors import ConfigError
+from ..utils.errors import ConfigError
 from .resnext import OUT_FEATURES_KEY, ResNeXt, ResNeXtSpec, build_resnext, check_out_features
 
 __all__ = [

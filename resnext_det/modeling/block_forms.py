@@ -16,7 +16,7 @@ import re
 
 import torch
 
-from ..errors import ConfigError, WeightsError
+from ..utils.errors import ConfigError, WeightsError
 
 __all__ = ["BLOCK_FORMS", "convert_block_form", "to_grouped_form", "from_grouped_form"]
 

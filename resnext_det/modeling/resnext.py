@@ -22,7 +22,7 @@ from detectron2.modeling.backbone.resnet import BasicStem, BottleneckBlock, ResN
 from torch import nn
 
 from ..config import RESNEXT_DEFAULTS
-from ..errors import ConfigError
+from ..utils.errors import ConfigError
 from .block_forms import BLOCK_FORMS
 from .blocks import GN_GROUPS, EarlyConcatBlock, SplitTransformSumBlock
 from .speed import apply_speed_options

@@ -6,7 +6,7 @@ from detectron2.modeling.roi_heads import Res5ROIHeads
 from torch import nn
 
 from ..config import RESNEXT_DEFAULTS
-from ..errors import ConfigError
+from ..utils.errors import ConfigError
 from .resnext import CONFIG_KEYS, OUT_FEATURES_KEY, ResNeXtSpec
 from .speed import apply_speed_options
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from detectron2.layers import Conv2d, FrozenBatchNorm2d
 from torch import nn
 
-from ..errors import ConfigError
+from ..utils.errors import ConfigError
 
 __all__ = [
     "CHANNELS_LAST_MIN_SIDE",

@@ -1,5 +1,7 @@
-"""Small helpers shared by the tools."""
+"""The ground floor: small helpers that every other part may use.
 
-from .visualize import draw_predictions
-
-__all__ = ["draw_predictions"]
+Nothing here imports another part of resnext_det (or Detectron2's models), so a data
+loader or a dataset script can use them without building the world: errors and their
+exit codes, atomic writes, value checks, the safe unpickler, the datasets root, one
+writer per output folder, and the tools' entry point.
+"""

@@ -1,7 +1,7 @@
 """Errors that are the user's to fix, told apart from the project's own.
 
 A :class:`UserError` names the bad value and what was expected in one line; the tools
-print it and exit with code 2, without a traceback (``resnext_det.cli``). Any other
+print it and exit with code 2, without a traceback (``resnext_det.utils.cli``). Any other
 exception is a bug of ours or of a library and keeps its traceback. Each class also
 derives from the builtin a caller would expect (a bad config value is a ``ValueError``,
 a missing file a ``FileNotFoundError``), so ``except ValueError`` keeps working.

@@ -3,7 +3,7 @@
 A run killed mid-write (``kill -9``, a pre-emption) leaves the previous file, or none,
 never a truncated one that a later run would trust: checkpoints, proposal files, stage
 markers, split jsons, converted weights. A write that fails (a full disk, no permission)
-removes its temporary file and ends in one line (:class:`~resnext_det.errors.OutputError`).
+removes its temporary file and ends in one line (:class:`~resnext_det.utils.errors.OutputError`).
 
 Each writer's temporary file has its own name (``<name>.<pid>-<random>.partial``), so two
 processes writing the same target never write into one file; a file left by a killed
@@ -133,7 +133,7 @@ def remove_abandoned_partials(folder: os.PathLike) -> list[Path]:
     """Remove the temporary files of killed writers in ``folder`` and its subfolders.
 
     Only files named as :func:`write_atomically` names them, whose writing process is gone.
-    Call it while holding the folder (:func:`resnext_det.run_guard.exclusive_output_dir`).
+    Call it while holding the folder (:func:`resnext_det.utils.run_guard.exclusive_output_dir`).
 
     Returns:
         The files removed.

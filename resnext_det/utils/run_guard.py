@@ -47,7 +47,7 @@ def _owner(lock: Path) -> str:
 def exclusive_output_dir(path: os.PathLike, what: str = "OUTPUT_DIR") -> Iterator[Path]:
     """Hold the output folder ``path`` for this process while the block runs.
 
-    Creates the folder (:func:`~resnext_det.atomic_io.make_output_dir`), locks it, and
+    Creates the folder (:func:`~resnext_det.utils.atomic_io.make_output_dir`), locks it, and
     removes temporary files that killed runs left in it.
 
     Raises:

@@ -1,14 +1,20 @@
-"""How the command-line tools end: user errors in one line, bugs with their traceback.
+"""How the command-line tools start and end: user errors in one line, bugs with their traceback.
 
-Every tool's entry point runs under :func:`run_tool`. A :class:`~resnext_det.errors.UserError`
+Every tool calls :func:`set_tool_policy` first, before Detectron2 is imported: the
+warnings and logging it sets are the tools' choice, so importing ``resnext_det`` as a
+library changes neither.
+
+Every tool's entry point runs under :func:`run_tool`. A :class:`~resnext_det.utils.errors.UserError`
 is printed as ``error: <message>`` on stderr and ends the tool with its exit code (2; 3
 when training diverged), without a traceback; so does one raised in a worker process of
 a multi-process launch, which prints it itself (:func:`worker_errors`) and exits with
 that code. Any other exception propagates with its traceback.
 """
 
+import logging
 import re
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Optional
@@ -17,7 +23,13 @@ from torch.multiprocessing.spawn import ProcessExitedException
 
 from .errors import TrainingDiverged, UserError
 
-__all__ = ["USER_ERROR_EXIT_CODES", "report", "run_tool", "worker_errors"]
+__all__ = [
+    "USER_ERROR_EXIT_CODES",
+    "report",
+    "run_tool",
+    "set_tool_policy",
+    "worker_errors",
+]
 
 USER_ERROR_EXIT_CODES = (UserError.exit_code, TrainingDiverged.exit_code)
 
@@ -28,6 +40,35 @@ _FROM_LOADER_WORKER = re.compile(
     r"^Caught \w+ in DataLoader worker process \d+\.\s*Original Traceback .*\n[\w.]+: (.+?)\s*$",
     re.S,
 )
+
+
+class _WithoutUserErrorTracebacks(logging.Filter):
+    """Detectron2 logs every exception of its training loop with a traceback; a user error
+    (a NaN loss among them) is reported by the tool in one line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], UserError))
+
+
+_TRAINING_LOOP_FILTER = _WithoutUserErrorTracebacks()
+
+
+def set_tool_policy() -> None:
+    """The tools' warnings and logging; call it before importing Detectron2.
+
+    Two deprecations inside Detectron2's own code that torch reports on every run (it
+    scripts functions on import; its anchor generator calls meshgrid without indexing)
+    concern Detectron2, not the user, and would bury our messages; and a user error raised
+    in Detectron2's training loop is reported in one line, without the loop's traceback.
+    Safe to call again.
+    """
+    warnings.filterwarnings(
+        "ignore", message="`torch.jit.script` is deprecated", category=FutureWarning
+    )
+    warnings.filterwarnings(
+        "ignore", message="torch.meshgrid: in an upcoming release", category=UserWarning
+    )
+    logging.getLogger("detectron2.engine.train_loop").addFilter(_TRAINING_LOOP_FILTER)
 
 
 def report(error: UserError) -> None:
