@@ -8,7 +8,7 @@ setup:
 	@VENV=$(VENV) bash scripts/setup_env.sh
 
 demo: setup
-	$(PY) tools/run_demo.py
+	$(PY) tools/train_demo.py
 
 # One pytest worker per core: much of a test's time is single-threaded (imports, Python).
 test: setup

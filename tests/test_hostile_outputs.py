@@ -31,7 +31,7 @@ from resnext_det.checkpoint import (
 )
 from resnext_det.deploy import export_model
 from resnext_det.engine import build_config
-from resnext_det.engine.demo import run_demo
+from resnext_det.engine.demo_training import train_demo
 from resnext_det.engine.predictor import predict_images
 from resnext_det.modeling import ResNeXtSpec, build_resnext
 from resnext_det.utils.atomic_io import write_atomically
@@ -297,7 +297,7 @@ def test_a_held_folder_is_refused_naming_the_holder(tmp_path):
 def test_the_bundled_demo_refuses_a_folder_in_use(demo_root, tmp_path):
     with exclusive_output_dir(tmp_path / "demo"):
         with pytest.raises(OutputError, match=r"OUTPUT_DIR='.*demo' is in use by another run"):
-            run_demo(opts=[*TINY_DEMO_OPTS, "OUTPUT_DIR", str(tmp_path / "demo")], root=demo_root)
+            train_demo(opts=[*TINY_DEMO_OPTS, "OUTPUT_DIR", str(tmp_path / "demo")], root=demo_root)
     assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == [".lock"]
 
 

@@ -4,8 +4,8 @@
 Prepares the demo dataset if missing (datasets/demo_trees), trains the demo config from
 scratch, evaluates COCO AP on the val photo, and draws predictions on a few val tiles.
 
-    python tools/run_demo.py                      # what `make demo` runs
-    python tools/run_demo.py SOLVER.MAX_ITER 20   # trailing KEY VALUE overrides
+    python tools/train_demo.py                      # what `make demo` runs
+    python tools/train_demo.py SOLVER.MAX_ITER 20   # trailing KEY VALUE overrides
 """
 
 from resnext_det.utils.cli import set_tool_policy
@@ -16,7 +16,7 @@ set_tool_policy()  # first: Detectron2 warns about its own code when imported
 
 import argparse
 
-from resnext_det.engine.demo import DEMO_CONFIG, run_demo
+from resnext_det.engine.demo_training import DEMO_CONFIG, train_demo
 from resnext_det.utils.cli import run_tool
 
 
@@ -35,7 +35,7 @@ def main() -> None:
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args()
-    result = run_demo(
+    result = train_demo(
         args.config_file, args.opts, root=args.datasets_root, num_images=args.num_images
     )
     print(result.summary())

@@ -19,7 +19,7 @@ from .trainer import Trainer, build_config, register_all
 from .validate import check_detection_run
 from .visualize import draw_predictions
 
-__all__ = ["DEMO_CONFIG", "DemoResult", "TrainingTimeEstimate", "run_demo"]
+__all__ = ["DEMO_CONFIG", "DemoResult", "TrainingTimeEstimate", "train_demo"]
 
 DEMO_CONFIG = get_config_file("demo/faster_rcnn_X14_32x4d_demo.yaml")
 
@@ -72,7 +72,7 @@ class TrainingTimeEstimate(HookBase):
             )
 
 
-def run_demo(
+def train_demo(
     config_file: str = DEMO_CONFIG,
     opts: Sequence[str] = (),
     root: Optional[str] = None,
