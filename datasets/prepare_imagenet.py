@@ -21,7 +21,7 @@ set_tool_policy()  # first: Detectron2 warns about its own code when imported
 import argparse
 import sys
 
-from resnext_det.data.imagenet import check_imagenet, sort_val_images
+from resnext_det.pretrain.imagenet import check_imagenet, sort_val_images
 from resnext_det.utils.cli import run_tool
 
 

@@ -31,7 +31,6 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from resnext_det.checkpoint import SafeDetectionCheckpointer
-from resnext_det.data.classification import AugmentedDataset, _ImageFolderSplit
 from resnext_det.data.coco2014 import build_minival_jsons, check_coco
 from resnext_det.data.coco_json import check_coco_json
 from resnext_det.data.images import header_problem, read_image_checked
@@ -44,6 +43,7 @@ from resnext_det.data.sanitize import (
 from resnext_det.engine import build_config
 from resnext_det.engine.predictor import predict_images
 from resnext_det.engine.validate import check_class_count, check_datasets
+from resnext_det.pretrain.data import AugmentedDataset, _ImageFolderSplit
 from resnext_det.utils.cli import report
 from resnext_det.utils.errors import ConfigError, DataError
 
@@ -414,7 +414,7 @@ def test_pretraining_skips_a_bomb_and_a_16_bit_image_in_training_and_names_them_
     split = _ImageFolderSplit(tmp_path)
     index = {Path(p).name: i for i, (p, _) in enumerate(split.samples)}
     train = AugmentedDataset(split, lambda image: np.asarray(image), seed=0)
-    with caplog.at_level(logging.WARNING, logger="resnext_det.data.classification"):
+    with caplog.at_level(logging.WARNING, logger="resnext_det.pretrain.data"):
         image, _ = train[index["bomb.png"]]
         image, _ = train[index["deep.png"]]
     assert image.dtype == np.uint8 and image.shape[2] == 3

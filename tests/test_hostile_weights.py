@@ -31,8 +31,8 @@ from resnext_det.checkpoint.fit import check_weights_fit
 from resnext_det.engine import build_config
 from resnext_det.engine.lazy_train import do_train
 from resnext_det.engine.predictor import Predictor, predict_images
-from resnext_det.engine.pretrain import Pretrainer, build_pretrain_config
 from resnext_det.engine.validate import check_detection_run
+from resnext_det.pretrain import Pretrainer, build_pretrain_config
 from resnext_det.utils.errors import ConfigError, UserError
 
 from ._paths import CONFIGS, DEMO_CONFIG, TINY_DEMO_OPTS

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from unittest.mock import patch
 
 import matplotlib
 import numpy as np
@@ -12,12 +13,15 @@ import torch
 from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, BoxMode, Instances
+from matplotlib.axes import Axes
 from PIL import Image
 
+from resnext_det.analysis import cifar_complexity
 from resnext_det.analysis.plots import complexity_figure, metrics_figures, read_metrics
 from resnext_det.checkpoint import SafeDetectionCheckpointer
 from resnext_det.engine import build_config
 from resnext_det.engine.coco_evaluation import COCOEvaluator, fastest_cocoeval
+from resnext_det.modeling import ResNeXtSpec
 
 from ._paths import DEMO_CONFIG, REPO, TINY_DEMO_OPTS
 
@@ -117,11 +121,12 @@ def test_plot_metrics_of_detection_and_pretraining(tmp_path):
         with Image.open(path) as image:
             assert image.format == "PNG" and image.size[0] > 300
 
-    pretraining = tmp_path / "pre" / "metrics.jsonl"
+    pretraining = tmp_path / "pre" / "metrics.json"
     pretraining.parent.mkdir()
     pretraining.write_text(
-        json.dumps({"iteration": 3, "epoch": 1.0, "loss": 1.1, "lr": 0.1}) + "\n"
-        + json.dumps({"iteration": 3, "epoch": 1.0, "top1_err": 50.0, "top5_err": 10.0}) + "\n"
+        json.dumps({"iteration": 1, "epoch": 0.5, "total_loss": 1.2, "lr": 0.1}) + "\n"
+        + json.dumps({"iteration": 2, "epoch": 1.0, "total_loss": 1.1, "lr": 0.1,
+                      "top1_err": 50.0, "top5_err": 10.0}) + "\n"
     )  # fmt: skip
     names = [p.name for p in metrics_figures(pretraining, tmp_path / "plots2")]
     assert "error.png" in names
@@ -132,13 +137,56 @@ def test_plot_metrics_of_detection_and_pretraining(tmp_path):
         read_metrics(broken)
 
 
+def _pretraining_run(folder, *opts):
+    """A run folder as tools/pretrain_imagenet.py leaves it: its whole config, its metrics."""
+    from resnext_det.pretrain import get_pretrain_cfg
+
+    folder.mkdir()
+    cfg = get_pretrain_cfg()
+    cfg.merge_from_list(list(opts))
+    (folder / "config.yaml").write_text(cfg.dump())
+    (folder / "metrics.json").write_text(json.dumps({"iteration": 5, "epoch": 2, "top1_err": 40.0}))
+    return folder, cfg
+
+
 def test_complexity_figure_with_a_pretraining_run(tmp_path):
-    run = tmp_path / "X14_run"
-    run.mkdir()
-    (run / "config.yaml").write_text(
-        "MODEL:\n  RESNETS:\n    DEPTH: 14\n  NUM_CLASSES: 3\nINPUT:\n  TEST_CROP: 64\n"
+    run, _ = _pretraining_run(
+        tmp_path / "X14_run",
+        "MODEL.RESNETS.DEPTH",
+        14,
+        "MODEL.NUM_CLASSES",
+        3,
+        "INPUT.TEST_CROP",
+        64,
     )
-    (run / "metrics.jsonl").write_text(json.dumps({"iteration": 6, "epoch": 2, "top1_err": 40.0}))
-    path = complexity_figure(tmp_path / "figure.png", runs=[run], with_paper=False)
+    cifar, cifar_cfg = _pretraining_run(
+        tmp_path / "cifar_run", "MODEL.ARCH", "cifar", "MODEL.NUM_CLASSES", 10,
+        "MODEL.RESNETS.NUM_GROUPS", 2, "DATA.FORMAT", "cifar10",
+    )  # fmt: skip
+    figure = tmp_path / "figure.png"
+    with patch.object(Axes, "scatter", autospec=True, side_effect=Axes.scatter) as scatter:
+        path = complexity_figure(figure, runs=[run, cifar], with_paper=False)
     with Image.open(path) as image:
         assert image.format == "PNG"
+    # Each run on the axes of its kind: the CIFAR net against parameters, not ImageNet FLOPs.
+    drawn = {
+        call.args[0].get_title().split(":")[0]: call.args[1] for call in scatter.call_args_list
+    }
+    assert set(drawn) == {"ImageNet-1K", "CIFAR-10"}
+    params = cifar_complexity(ResNeXtSpec.from_config(cifar_cfg), 10).params_m
+    assert drawn["CIFAR-10"] == pytest.approx(params)
+
+    cifar100, _ = _pretraining_run(
+        tmp_path / "c100",
+        "MODEL.ARCH",
+        "cifar",
+        "MODEL.NUM_CLASSES",
+        100,
+        "DATA.FORMAT",
+        "cifar100",
+    )
+    with pytest.raises(
+        ValueError, match=r"c100 is a CIFAR network trained on DATA.FORMAT='cifar100'"
+    ):
+        complexity_figure(tmp_path / "other.png", runs=[cifar100], with_paper=False)
+    assert not (tmp_path / "other.png").exists()

@@ -9,11 +9,15 @@ import sys
 import pytest
 import torch
 
-from resnext_det.config import get_pretrain_cfg
-from resnext_det.data.classification import TrainSampler
-from resnext_det.engine.classification_eval import topk_wrong
-from resnext_det.engine.pretrain import Pretrainer, build_pretrain_config, scale_to_world_size
 from resnext_det.modeling import ResNeXtSpec, build_cifar_resnext
+from resnext_det.pretrain import (
+    Pretrainer,
+    build_pretrain_config,
+    get_pretrain_cfg,
+    scale_to_world_size,
+)
+from resnext_det.pretrain.data import TrainSampler
+from resnext_det.pretrain.evaluation import topk_wrong
 
 from ._paths import CONFIGS, REPO
 from ._photos import make_cifar10, make_image_folder
@@ -54,13 +58,13 @@ def _train(cfg, resume=False):
 
 
 def _records(out, key):
-    lines = (out / "metrics.jsonl").read_text().splitlines()
+    lines = (out / "metrics.json").read_text().splitlines()
     return [r for r in map(json.loads, lines) if key in r]
 
 
 def test_a_few_iterations_lower_the_loss(image_folder, tmp_path):
     _, result = _train(_cfg(image_folder, tmp_path, "SOLVER.MAX_ITER", "18"))
-    losses = [r["loss"] for r in _records(tmp_path, "loss")]
+    losses = [r["total_loss"] for r in _records(tmp_path, "total_loss")]
     assert len(losses) == 18
     assert sum(losses[-6:]) < sum(losses[:6]), losses
     # 3 balanced classes: chance is 66.7% top-1 error; the model did better.
@@ -69,6 +73,15 @@ def test_a_few_iterations_lower_the_loss(image_folder, tmp_path):
     assert [r["epoch"] for r in evaluations] == [1, 2, 3, 4, 5, 6]  # every epoch (3 iterations)
     saved = torch.load(tmp_path / "model_final.pth", weights_only=True)
     assert saved["iteration"] == 18
+    # Detectron2's metrics.json, as its JSONWriter writes it for detection: one object per
+    # line with sorted keys, its 0-based iteration, the losses, lr and timings; the
+    # evaluations in the record of the step they follow.
+    lines = (tmp_path / "metrics.json").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert lines == [json.dumps(r, sort_keys=True) for r in records]
+    assert [r["iteration"] for r in records] == list(range(18))
+    assert {"total_loss", "lr", "data_time", "epoch"} <= set(records[-1])
+    assert [r["iteration"] for r in evaluations] == [2, 5, 8, 11, 14, 17]
     assert saved["resnext_det"]["input"]["format"] == "RGB"
     assert not list(tmp_path.glob("model_00*.pth"))  # model_final supersedes them
 
@@ -78,12 +91,21 @@ def test_resume_continues_from_the_same_step(image_folder, tmp_path):
     stopped: same batches, same augmentation, same optimizer state and schedule."""
     straight, _ = _train(_cfg(image_folder, tmp_path / "straight", "SOLVER.MAX_ITER", "6"))
     _train(_cfg(image_folder, tmp_path / "resumed", "SOLVER.MAX_ITER", "4"))
+    # As if killed after the checkpoint of iteration 4: records of steps the resume redoes.
+    with open(tmp_path / "resumed" / "metrics.json", "a") as f:
+        for iteration in (4, 5):
+            f.write(json.dumps({"iteration": iteration, "total_loss": 99.0}) + "\n")
     resumed, _ = _train(
         _cfg(image_folder, tmp_path / "resumed", "SOLVER.MAX_ITER", "6"), resume=True
     )
-    losses = [r["loss"] for r in _records(tmp_path / "resumed", "loss")]
-    assert [r["iteration"] for r in _records(tmp_path / "resumed", "loss")] == [1, 2, 3, 4, 5, 6]
-    assert losses == [r["loss"] for r in _records(tmp_path / "straight", "loss")]
+    losses = [r["total_loss"] for r in _records(tmp_path / "resumed", "total_loss")]
+    # Detectron2's numbering: the record of the first step is iteration 0.
+    assert [r["iteration"] for r in _records(tmp_path / "resumed", "total_loss")] == [
+        0, 1, 2, 3, 4, 5
+    ]  # fmt: skip
+    assert losses == [r["total_loss"] for r in _records(tmp_path / "straight", "total_loss")]
+    # Evaluations after epochs 1 and 2 and the first launch's last step, each once.
+    assert [r["iteration"] for r in _records(tmp_path / "resumed", "top1_err")] == [2, 3, 5]
     for name, value in straight.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[name], value, rtol=0, atol=0)
 
@@ -261,7 +283,7 @@ def test_defaults_are_the_papers():
 def test_a_corrupt_image_is_skipped_in_training_and_refused_in_evaluation(
     image_folder, tmp_path, caplog
 ):
-    from resnext_det.data.classification import AugmentedDataset, build_classification_data
+    from resnext_det.pretrain.data import AugmentedDataset, build_classification_data
     from resnext_det.utils.errors import DataError
 
     root = tmp_path / "copy"
@@ -270,7 +292,7 @@ def test_a_corrupt_image_is_skipped_in_training_and_refused_in_evaluation(
     broken.write_bytes(broken.read_bytes()[:300])  # a JPEG cut short
     data = build_classification_data(_cfg(root, tmp_path / "out"))
     train = AugmentedDataset(data.train, data.train_transform, seed=0)
-    with caplog.at_level("WARNING", logger="resnext_det.data.classification"):
+    with caplog.at_level("WARNING", logger="resnext_det.pretrain.data"):
         images = [train[(0, i)][0] for i in range(len(train))]
     assert len(images) == 36 and all(x.shape == (3, 64, 64) for x in images)
     assert any(broken.name in r.getMessage() for r in caplog.records)

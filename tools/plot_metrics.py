@@ -2,14 +2,15 @@
 """Plot training curves and error against complexity, to PNG files.
 
     python tools/plot_metrics.py output/demo/metrics.json            # losses, lr, AP
-    python tools/plot_metrics.py output/imagenet/X50_32x4d/metrics.jsonl  # losses, lr, errors
+    python tools/plot_metrics.py output/imagenet/X50_32x4d/metrics.json   # losses, lr, errors
     python tools/plot_metrics.py --complexity                         # Figs. 5/7 style
     python tools/plot_metrics.py --complexity --runs output/imagenet/X50_32x4d output/imagenet/R50
 
-Reads Detectron2's metrics.json (train_net, the Appendix-B steps) and the pretraining
-metrics.jsonl. --complexity plots the paper's top-1 errors against our computed FLOPs
-(Tables 3 and 4) and CIFAR error against model size (Table 7), with your own pretraining
-runs beside them (a run folder holds config.yaml and metrics.jsonl).
+Reads Detectron2's metrics.json (train_net, the Appendix-B steps, pretraining).
+--complexity plots the paper's top-1 errors against our computed FLOPs (Tables 3 and 4)
+and CIFAR-10 error against model size (Table 7), with your own pretraining runs beside
+them on the axes of their kind (a run folder holds config.yaml and metrics.json; a CIFAR
+run on other data than CIFAR-10 is refused, naming it).
 """
 
 from resnext_det.utils.cli import set_tool_policy
@@ -30,7 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("metrics", nargs="*", help="metrics.json / metrics.jsonl files")
+    parser.add_argument("metrics", nargs="*", help="metrics.json files")
     parser.add_argument("--complexity", action="store_true", help="error against complexity")
     parser.add_argument("--runs", nargs="*", default=[], help="pretraining run folders")
     parser.add_argument(

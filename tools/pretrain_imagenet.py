@@ -29,7 +29,7 @@ set_tool_policy()  # first: Detectron2 warns about its own code when imported
 # isort: split
 from detectron2.utils.logger import setup_logger
 
-from resnext_det.engine.pretrain import (
+from resnext_det.pretrain import (
     Pretrainer,
     build_pretrain_config,
     init_distributed,
@@ -53,6 +53,7 @@ def main() -> None:
 
     cfg = build_pretrain_config(args.config_file, args.opts)
     context = init_distributed()
+    ended_well = False
     try:
         # Built before the log file, so that a bad config or data root leaves no output folder.
         trainer = Pretrainer(cfg, context)
@@ -64,8 +65,9 @@ def main() -> None:
             trainer.resume_or_load(resume=args.resume, whole_model=args.eval_only)
             results = trainer.evaluate() if args.eval_only else trainer.train()
             del trainer  # DistributedDataParallel's reducer, before the group it talks to
+        ended_well = True
     finally:
-        shutdown_distributed()
+        shutdown_distributed(together=ended_well)
     if context.is_main:
         print(json.dumps(results))
 

@@ -1,10 +1,17 @@
-"""Figures: training curves from metrics files, and error against complexity (Figs. 5, 7)."""
+"""Figures: training curves from metrics files, and error against complexity (Figs. 5, 7).
+
+They read what a finished run left in its folder (``metrics.json``, ``config.yaml``) and
+nothing of the engines, which sit above this package.
+"""
 
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
+
+import yaml
+from fvcore.common.config import CfgNode
 
 # Figure objects without pyplot: files only, and no change to the caller's backend.
 from matplotlib.figure import Figure
@@ -22,7 +29,7 @@ PRETRAIN_ERRORS = ("top1_err", "top5_err", "top1_err_subset", "top5_err_subset")
 
 
 def read_metrics(path: os.PathLike) -> list[dict[str, Any]]:
-    """JSON lines: Detectron2's ``metrics.json`` or the pretraining ``metrics.jsonl``.
+    """JSON lines: Detectron2's ``metrics.json`` (detection and pretraining runs).
 
     Raises:
         ValueError: a line is not a JSON object (the message names the line).
@@ -101,26 +108,74 @@ def metrics_figures(metrics_path: os.PathLike, output_dir: os.PathLike) -> list[
         )
     if not written:
         raise DataError(
-            f"{metrics_path} holds no losses, lr, AP or errors; expected Detectron2's "
-            "metrics.json or the pretraining metrics.jsonl"
+            f"{metrics_path} holds no losses, lr, AP or errors; expected the metrics.json of "
+            "a detection or pretraining run"
         )
     return written
 
 
-def _run_point(run_dir: Path) -> Optional[tuple[str, float, float]]:
-    """(label, GFLOPs, final top-1 error) of a pretraining run folder, if it has evaluated."""
-    from ..engine.pretrain import build_pretrain_config  # engine imports this package
+# Metrics of a pretraining run folder; metrics.jsonl is what earlier versions wrote.
+RUN_METRICS = ("metrics.json", "metrics.jsonl")
 
-    evaluations = [r for r in read_metrics(run_dir / "metrics.jsonl") if "top1_err" in r]
+
+class RunPoint(NamedTuple):
+    """A pretraining run on the complexity figure."""
+
+    label: str
+    arch: str  # "imagenet": x is GFLOPs at the test crop; "cifar": x is parameters (M)
+    x: float
+    top1_err: float
+
+
+def _run_config(run_dir: Path) -> CfgNode:
+    """The ``config.yaml`` a pretraining run wrote (every key), read as plain yaml."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise DataError(f"{path} does not exist; expected the folder of a pretraining run")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise DataError(f"{path} is not valid yaml: {' '.join(str(e).split())}") from e
+    if not isinstance(data, dict):
+        raise DataError(f"{path} holds no mapping; expected the config of a pretraining run")
+    return CfgNode(data)
+
+
+def _run_point(run_dir: Path) -> Optional[RunPoint]:
+    """A pretraining run folder's point (None if it has not evaluated yet).
+
+    Raises:
+        DataError: the folder lacks its config or metrics, or the run is one the figure has
+            no axes for (a CIFAR network trained on anything but CIFAR-10).
+    """
+    metrics = next((run_dir / n for n in RUN_METRICS if (run_dir / n).is_file()), None)
+    if metrics is None:
+        raise DataError(
+            f"{run_dir} holds no metrics.json; expected the folder of a pretraining run"
+        )
+    evaluations = [r for r in read_metrics(metrics) if "top1_err" in r]
     if not evaluations:
         return None
-    cfg = build_pretrain_config(str(run_dir / "config.yaml"))
-    spec = ResNeXtSpec.from_config(cfg)
-    if cfg.MODEL.ARCH == "cifar":
-        complexity = cifar_complexity(spec, cfg.MODEL.NUM_CLASSES)
-    else:
-        complexity = classifier_complexity(spec, cfg.INPUT.TEST_CROP, cfg.MODEL.NUM_CLASSES)
-    return f"{run_dir.name} (ours)", complexity.gflops, evaluations[-1]["top1_err"]
+    cfg = _run_config(run_dir)
+    try:
+        spec = ResNeXtSpec.from_config(cfg)
+        arch, num_classes = cfg.MODEL.ARCH, cfg.MODEL.NUM_CLASSES
+        if arch == "cifar":
+            if cfg.DATA.FORMAT != "cifar10":
+                raise DataError(
+                    f"{run_dir} is a CIFAR network trained on DATA.FORMAT={cfg.DATA.FORMAT!r}; "
+                    "expected a CIFAR-10 run (the figure's CIFAR axes hold CIFAR-10 errors, "
+                    "Table 7)"
+                )
+            x = cifar_complexity(spec, num_classes).params_m
+        else:
+            x = classifier_complexity(spec, cfg.INPUT.TEST_CROP, num_classes).gflops
+    except (AttributeError, KeyError) as e:
+        raise DataError(
+            f"{run_dir / 'config.yaml'} lacks a key ({e}); expected the full config a "
+            "pretraining run writes"
+        ) from e
+    return RunPoint(f"{run_dir.name} (ours)", arch, x, evaluations[-1]["top1_err"])
 
 
 def complexity_figure(
@@ -128,7 +183,13 @@ def complexity_figure(
 ) -> Path:
     """Top-1 error against FLOPs: the paper's ImageNet models (Tables 3, 4) at our computed
     complexity, CIFAR error against model size (Table 7, as Fig. 7), and any of our own
-    pretraining runs (their folders: config.yaml and metrics.jsonl)."""
+    pretraining runs (their folders: config.yaml and metrics.json), each on the axes of its
+    kind: ImageNet-layout networks against FLOPs, CIFAR-10 ones against parameters.
+
+    Raises:
+        DataError: a run folder lacks its files, or is a CIFAR run on other data than
+            CIFAR-10 (the message names it).
+    """
     figure = Figure(figsize=(12, 4.8))
     imagenet, cifar = figure.subplots(1, 2)
     if with_paper:
@@ -146,12 +207,11 @@ def complexity_figure(
             params = cifar_complexity(spec).params_m
             cifar.scatter(params, model.top1_err, color="tab:blue")
             cifar.annotate(f"{model.template}", (params, model.top1_err), fontsize=8)
-    for run in map(Path, runs):
-        point = _run_point(run)
-        if point is not None:
-            label, gflops, error = point
-            imagenet.scatter(gflops, error, marker="*", s=90, color="tab:red")
-            imagenet.annotate(label, (gflops, error), fontsize=7, color="tab:red")
+    points = [p for p in map(_run_point, map(Path, runs)) if p is not None]  # all checked first
+    for point in points:
+        axes = cifar if point.arch == "cifar" else imagenet
+        axes.scatter(point.x, point.top1_err, marker="*", s=90, color="tab:red")
+        axes.annotate(point.label, (point.x, point.top1_err), fontsize=7, color="tab:red")
     imagenet.set(
         title="ImageNet-1K: top-1 error vs complexity (paper's errors)",
         xlabel="GFLOPs (multiply-adds, 224 px)",

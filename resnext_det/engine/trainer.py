@@ -6,7 +6,6 @@ import weakref
 from collections.abc import Sequence
 from typing import Optional
 
-import torch
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
 from detectron2.data.build import filter_images_with_only_crowd_annotations
@@ -19,6 +18,7 @@ from ..config import add_resnext_config, merge_config
 from ..data import attach_proposals, register_coco2014_splits, register_demo_datasets
 from ..data.sanitize import SkippingDatasetMapper, load_registered, sanitize_annotations
 from ..registration import register_resnext_backbone
+from ..training.hooks import FiniteWeightsCheckpointer
 from ..utils.errors import ConfigError, DataError, TrainingDiverged
 from ..utils.paths import datasets_root
 from .coco_evaluation import COCOEvaluator
@@ -112,27 +112,6 @@ def load_dataset_dicts(cfg: CfgNode, names: Sequence[str], is_train: bool) -> li
     if not dicts:
         raise DataError(f"datasets {tuple(names)} hold no usable image; expected some")
     return dicts
-
-
-class FiniteWeightsCheckpointer(hooks.PeriodicCheckpointer):
-    """Detectron2's periodic checkpointer, which refuses to save non-finite weights.
-
-    The loss is checked before every step, but one step can still blow the weights up to
-    inf with a finite loss; saving them would make the last checkpoint worthless. Checked
-    only when a checkpoint is due, so it costs nothing in between.
-    """
-
-    def after_step(self):
-        iteration = self.trainer.iter
-        due = (iteration + 1) % self.period == 0 or iteration >= self.max_iter - 1
-        if due and not all(torch.isfinite(p).all() for p in self.trainer.model.parameters()):
-            raise TrainingDiverged.stopped(
-                f"the weights became infinite or NaN at iteration {iteration} (the loss was "
-                "still finite)",
-                self.checkpointer,
-                "SOLVER.WARMUP_ITERS",
-            )
-        super().after_step()
 
 
 class Trainer(DefaultTrainer):

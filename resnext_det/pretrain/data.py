@@ -25,9 +25,9 @@ from torch.utils.data import Dataset, Sampler
 from torchvision import datasets as tv_datasets
 from torchvision import transforms as T
 
+from ..data.images import DecompressionBomb, bomb_text, unsupported_mode
 from ..utils.errors import ConfigError, DataError, MissingFileError
 from ..utils.safe_pickle import UnsafePickleError, load_pickle_safely
-from .images import DecompressionBomb, bomb_text, unsupported_mode
 
 __all__ = [
     "CIFAR_FORMATS",

@@ -1,0 +1,481 @@
+"""Classification pretraining of the ResNeXt stages (Sec. 4, Appendix A), run by torchrun.
+
+The classifier is built from the very stage modules of the detection backbone
+(:func:`~resnext_det.modeling.build_resnext_classifier`), so its weights convert to
+Detectron2 by name (``tools/convert_weights.py``). It trains on Detectron2's engine: a
+``TrainerBase`` whose step is Detectron2's ``SimpleTrainer`` (``AMPTrainer`` for float16 on
+GPUs), with Detectron2's hooks for timing, the lr schedule, evaluation, checkpoints and
+``metrics.json`` (``JSONWriter``, and TensorBoard when it is installed), as in detection.
+
+One process per GPU (NCCL) or several on a CPU (gloo), DistributedDataParallel, batches
+that do not depend on the number of processes (:mod:`resnext_det.pretrain.data`), resume
+from the last checkpoint (model, optimizer, scheduler, AMP scaler, iteration) to the same
+weights as a run that never stopped, optional AMP (bfloat16 on CPUs), the memory format
+of ``MODEL.RESNEXT.MEMORY_FORMAT``, and a progress bar with throughput and ETA.
+"""
+
+import importlib.util
+import json
+import logging
+import os
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from detectron2.engine import AMPTrainer, SimpleTrainer, TrainerBase, hooks
+from detectron2.utils.events import EventWriter, JSONWriter, TensorboardXWriter
+from fvcore.common.config import CfgNode
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from ..checkpoint import SafeDetectionCheckpointer
+from ..checkpoint.fit import check_weights_fit
+from ..modeling import ResNeXtSpec, build_cifar_resnext, build_resnext_classifier
+from ..modeling.speed import apply_speed_options
+from ..utils.atomic_io import write_text_atomically
+from ..utils.errors import ConfigError, TrainingDiverged
+from .config import check_pretrain_config, scale_to_world_size
+from .data import (
+    AugmentedDataset,
+    ClassificationData,
+    EvalSampler,
+    TrainSampler,
+    build_classification_data,
+)
+from .evaluation import evaluate_classifier
+from .hooks import EpochCheckpointer, LastStepEvalHook, MetricsWriter, Progress
+
+__all__ = [
+    "METRICS_FILE",
+    "ClassificationLoss",
+    "DistributedContext",
+    "Pretrainer",
+    "StepSchedule",
+    "build_classifier",
+    "drop_records_after",
+    "init_distributed",
+    "shutdown_distributed",
+]
+
+logger = logging.getLogger(__name__)
+
+ARCHS = ("imagenet", "cifar")
+METRICS_FILE = "metrics.json"  # Detectron2's name and format (JSONWriter)
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """Where this process stands in a torchrun launch (a single process without one)."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> DistributedContext:
+    """Join torchrun's process group: NCCL with one GPU per process, else gloo on the CPU."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return DistributedContext(rank, world_size, device)
+
+
+def shutdown_distributed(together: bool = True) -> None:
+    """Leave the process group, so that its threads end before the interpreter.
+
+    Args:
+        together: wait for every process first (after a run that ended well). A process
+            that fails leaves alone: Detectron2 checks the loss on the main process only,
+            so the others are still in a step, where a barrier would wait for ever;
+            torchrun ends them when this one exits.
+    """
+    if dist.is_available() and dist.is_initialized():
+        if together:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
+def build_classifier(cfg: CfgNode) -> nn.Module:
+    """The classifier ``cfg.MODEL`` describes (ImageNet or CIFAR layout)."""
+    spec = ResNeXtSpec.from_config(cfg)
+    builders = {"imagenet": build_resnext_classifier, "cifar": build_cifar_resnext}
+    if cfg.MODEL.ARCH not in builders:
+        raise ConfigError(
+            f"MODEL.ARCH={cfg.MODEL.ARCH!r} is not supported; expected one of {ARCHS}"
+        )
+    model = builders[cfg.MODEL.ARCH](spec, cfg.MODEL.NUM_CLASSES)
+    node = cfg.MODEL.RESNEXT
+    apply_speed_options(model, node.FOLD_FROZEN_BN, node.MEMORY_FORMAT)
+    return model
+
+
+@dataclass(frozen=True)
+class StepSchedule:
+    """The lr factor at an iteration: ``gamma`` per step epoch passed, after a linear warmup.
+
+    A value object rather than a method of the trainer, so that the scheduler holds no
+    reference back to it (the trainer, and its DistributedDataParallel, can be freed).
+    """
+
+    iters_per_epoch: int
+    steps: tuple[float, ...]
+    gamma: float
+    warmup_epochs: float = 0.0
+
+    def __call__(self, iteration: int) -> float:
+        epoch = iteration / self.iters_per_epoch
+        factor = self.gamma ** sum(epoch >= step for step in self.steps)
+        if self.warmup_epochs > 0 and epoch < self.warmup_epochs:
+            factor *= epoch / self.warmup_epochs
+        return factor
+
+
+class ClassificationLoss(nn.Module):
+    """The classifier as Detectron2's trainers expect a model: a batch in, a loss dict out.
+
+    Args:
+        model: returns a dict with the logits under ``"linear"`` (possibly wrapped in
+            DistributedDataParallel).
+        device: where the batches go.
+        autocast_dtype: the forward runs under autocast with it (None: full precision);
+            Detectron2's ``AMPTrainer`` autocasts on GPUs only, bfloat16 on a CPU is ours.
+    """
+
+    def __init__(
+        self, model: nn.Module, device: torch.device, autocast_dtype: Optional[torch.dtype]
+    ):
+        super().__init__()
+        self.model = model
+        self.device = device
+        self.autocast_dtype = autocast_dtype
+
+    def forward(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        images, targets = batch
+        images = images.to(self.device, non_blocking=True)
+        targets = targets.to(self.device, non_blocking=True)
+        with torch.autocast(
+            self.device.type,
+            dtype=self.autocast_dtype,
+            enabled=self.autocast_dtype is not None,
+        ):
+            logits = self.model(images)["linear"]
+        return {"loss_cls": F.cross_entropy(logits.float(), targets)}
+
+
+class _EpochBatches:
+    """Training batches from iteration ``start_iter`` on, epoch after epoch, without end.
+
+    Each epoch has its own loader, whose sampler knows the epoch (its order and
+    augmentation depend on it) and where in it a resumed run begins.
+    """
+
+    def __init__(self, data: ClassificationData, sampler: TrainSampler, cfg: CfgNode, pin: bool):
+        self.data, self.sampler, self.cfg, self.pin = data, sampler, cfg, pin
+        self.start_iter = 0
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        epoch, start = divmod(self.start_iter, self.sampler.iters_per_epoch)
+        dataset = AugmentedDataset(self.data.train, self.data.train_transform, self.cfg.SEED)
+        while True:
+            self.sampler.set_epoch(epoch, start)
+            yield from DataLoader(
+                dataset,
+                batch_size=self.sampler.local_batch,
+                sampler=self.sampler,
+                num_workers=self.cfg.DATA.NUM_WORKERS,
+                pin_memory=self.pin,
+            )
+            epoch, start = epoch + 1, 0
+
+
+def drop_records_after(path: Path, iteration: int) -> None:
+    """Rewrite a ``metrics.json`` without the records of iteration ``iteration`` and later.
+
+    A run resumed after ``iteration`` completed steps redoes the steps from index
+    ``iteration`` on (and the evaluations that follow them), which a killed run may have
+    recorded already.
+    """
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line)["iteration"] < iteration]
+    write_text_atomically(path, "".join(line + "\n" for line in kept))
+
+
+class Pretrainer(TrainerBase):
+    """Trains and evaluates a ResNeXt classifier as ``cfg`` describes, on Detectron2's engine.
+
+    Iterations are counted as Detectron2 counts them (``self.iter`` is the 0-based step
+    being run, ``metrics.json`` records it); a checkpoint and the schedule count completed
+    iterations (``model_0000012.pth`` follows 12 steps).
+
+    Args:
+        cfg: a pretraining config (:func:`resnext_det.pretrain.get_pretrain_cfg`), for
+            ``SOLVER.REFERENCE_WORLD_SIZE`` processes; it is scaled to this launch.
+        context: this process in the launch (:func:`init_distributed`).
+    """
+
+    def __init__(self, cfg: CfgNode, context: Optional[DistributedContext] = None):
+        super().__init__()
+        check_pretrain_config(cfg)
+        self.context = context or DistributedContext(0, 1, torch.device("cpu"))
+        world_size = self.context.world_size
+        self.reference_cfg = cfg
+        cfg = scale_to_world_size(cfg, world_size)
+        self.cfg = cfg
+        self.device = self.context.device
+
+        torch.manual_seed(cfg.SEED)  # the same initial weights in every process
+        self.data = build_classification_data(cfg)
+        if len(self.data.classes) > cfg.MODEL.NUM_CLASSES:
+            raise ConfigError(
+                f"MODEL.NUM_CLASSES={cfg.MODEL.NUM_CLASSES} is smaller than the "
+                f"{len(self.data.classes)} classes of {cfg.DATA.ROOT}; expected at least that"
+            )
+        self.model = build_classifier(cfg).to(self.device)
+        ddp_model: nn.Module = self.model
+        if world_size > 1:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            ddp_model = DistributedDataParallel(self.model, device_ids=device_ids)
+
+        solver = cfg.SOLVER
+        self.sampler = TrainSampler(
+            len(self.data.train), solver.IMS_PER_BATCH, self.context.rank, world_size, cfg.SEED
+        )
+        self.iters_per_epoch = self.sampler.iters_per_epoch
+        self.max_iter = solver.EPOCHS * self.iters_per_epoch
+        if solver.MAX_ITER > 0:
+            self.max_iter = min(self.max_iter, solver.MAX_ITER)
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(),
+            lr=solver.BASE_LR,
+            momentum=solver.MOMENTUM,
+            weight_decay=solver.WEIGHT_DECAY,
+            nesterov=solver.NESTEROV,
+        )
+        schedule = StepSchedule(
+            self.iters_per_epoch, tuple(solver.STEPS), solver.GAMMA, solver.WARMUP_EPOCHS
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.amp_dtype = None
+        if solver.AMP.ENABLED:
+            self.amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        # Disabled but kept without float16, so that every checkpoint has the same entries.
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.amp_dtype == torch.float16
+        )
+
+        self._batches = _EpochBatches(self.data, self.sampler, cfg, self.device.type == "cuda")
+        loss_model = ClassificationLoss(ddp_model, self.device, self.amp_dtype)
+        if self.amp_dtype == torch.float16:
+            self._trainer = AMPTrainer(
+                loss_model, self._batches, self.optimizer, grad_scaler=self.scaler
+            )
+        else:
+            self._trainer = SimpleTrainer(loss_model, self._batches, self.optimizer)
+        self.checkpointer = SafeDetectionCheckpointer(
+            self.model,
+            cfg.OUTPUT_DIR,
+            save_to_disk=self.context.is_main,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            scaler=self.scaler,
+        )
+        self.metrics_path = Path(cfg.OUTPUT_DIR) / METRICS_FILE
+        self._last_eval: dict[str, Any] = {}
+        self.register_hooks(self.build_hooks())
+
+    # -- hooks ---------------------------------------------------------------------------
+
+    def build_hooks(self) -> list[Optional[hooks.HookBase]]:
+        """Detectron2's hooks, in the order they run after each step.
+
+        Evaluation comes before the writer (which writes its record) and both before the
+        checkpoint, so that a resume from that checkpoint finds the record on disk.
+        """
+        cfg = self.cfg
+        checkpoints = EpochCheckpointer(
+            self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, self.iters_per_epoch
+        )
+        main = self.context.is_main
+        # Hooks get a weak proxy of the trainer, as Detectron2's do: a cycle would keep the
+        # DistributedDataParallel alive past the process group it talks to.
+        trainer = weakref.proxy(self)
+        return [
+            hooks.IterationTimer(),
+            hooks.LRScheduler(self.optimizer, self.scheduler),
+            LastStepEvalHook(
+                cfg.TEST.EVAL_PERIOD * self.iters_per_epoch, lambda: trainer._evaluate_step()
+            ),
+            MetricsWriter(cfg.LOG_PERIOD, checkpoints.is_due) if main else None,
+            checkpoints,
+            Progress(cfg.LOG_PERIOD, self.iters_per_epoch, cfg.SOLVER.IMS_PER_BATCH)
+            if main
+            else None,
+        ]
+
+    def build_writers(self) -> list[EventWriter]:
+        """``metrics.json`` (Detectron2's ``JSONWriter``), and TensorBoard if installed.
+
+        The JSON writer's window is ``LOG_PERIOD``: a loss is the median of the iterations
+        since the last record, as in Detectron2's own runs.
+        """
+        writers: list[EventWriter] = [
+            JSONWriter(str(self.metrics_path), window_size=self.cfg.LOG_PERIOD)
+        ]
+        if importlib.util.find_spec("tensorboard") is not None:  # torch's SummaryWriter needs it
+            writers.append(TensorboardXWriter(self.cfg.OUTPUT_DIR, window_size=self.cfg.LOG_PERIOD))
+        return writers
+
+    # -- schedule ------------------------------------------------------------------------
+
+    def schedule_summary(self) -> str:
+        """The schedule this launch runs, after scaling to its number of processes."""
+        solver, reference = self.cfg.SOLVER, self.reference_cfg.SOLVER
+        return (
+            f"effective schedule on {self.context.world_size} process(es): batch "
+            f"{solver.IMS_PER_BATCH} images ({self.sampler.local_batch} per process), lr "
+            f"{solver.BASE_LR:g}, epochs {solver.EPOCHS}, lr x{solver.GAMMA:g} at epochs "
+            f"{tuple(solver.STEPS)}, {self.iters_per_epoch} iterations per epoch, max_iter "
+            f"{self.max_iter} (reference: {reference.REFERENCE_WORLD_SIZE or 'any number of'} "
+            f"processes, batch {reference.IMS_PER_BATCH}, lr {reference.BASE_LR:g})"
+        )
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def resume_or_load(self, resume: bool = True, whole_model: bool = False) -> None:
+        """Continue from the last checkpoint in ``OUTPUT_DIR`` (if ``resume`` and one exists),
+        else start from ``MODEL.WEIGHTS`` (if set) or the initialization.
+
+        Either file must fit the model (:func:`check_weights_fit`): a checkpoint entirely;
+        ``MODEL.WEIGHTS`` in its trunk, or entirely with ``whole_model`` (to evaluate it).
+        A resume drops the records of ``metrics.json`` past the checkpoint.
+        """
+        if resume and self.checkpointer.has_checkpoint():
+            path = self.checkpointer.get_checkpoint_file()
+            check_weights_fit(self.model, path, what="the last checkpoint")
+            extra = self.checkpointer.load(path)
+            saved_batch = extra.get("global_batch", self.cfg.SOLVER.IMS_PER_BATCH)
+            if saved_batch != self.cfg.SOLVER.IMS_PER_BATCH:
+                raise ConfigError(
+                    f"{path} was trained with a global batch of {saved_batch} images, this launch "
+                    f"has {self.cfg.SOLVER.IMS_PER_BATCH}; expected the same batch to resume (e.g. "
+                    f"SOLVER.REFERENCE_WORLD_SIZE 0 SOLVER.IMS_PER_BATCH {saved_batch})"
+                )
+            self.start_iter = int(extra["iteration"])  # completed: the next step's index
+            if self.context.is_main:
+                drop_records_after(self.metrics_path, self.start_iter)
+            logger.info(f"resumed from {path} at iteration {self.start_iter}")
+        elif self.cfg.MODEL.WEIGHTS:
+            # For training the trunk must fit; an fc of another size may start afresh.
+            trunk = None if whole_model else (lambda key: not key.startswith("linear."))
+            check_weights_fit(self.model, self.cfg.MODEL.WEIGHTS, scope=trunk)
+            self.checkpointer.load(self.cfg.MODEL.WEIGHTS, checkpointables=[])
+        self._batches.start_iter = self.start_iter
+        if self.context.world_size > 1:
+            dist.barrier()  # the metrics are rewritten before any process trains on
+
+    def checkpoint_state(self, completed: int) -> dict[str, Any]:
+        """What a checkpoint holds besides the checkpointables, after ``completed`` steps."""
+        cfg = self.cfg
+        return {
+            "iteration": completed,
+            "epoch": completed / self.iters_per_epoch,
+            "global_batch": cfg.SOLVER.IMS_PER_BATCH,
+            # What a converter needs to know: the network and its input conventions, as
+            # plain containers, so that the checkpoint loads with weights_only=True.
+            "resnext_det": {
+                "arch": cfg.MODEL.ARCH,
+                "num_classes": cfg.MODEL.NUM_CLASSES,
+                "classes": list(self.data.classes),
+                "resnets": json.loads(json.dumps(cfg.MODEL.RESNETS)),
+                "resnext": json.loads(json.dumps(cfg.MODEL.RESNEXT)),
+                "input": {
+                    "format": "RGB",
+                    "pixel_mean": list(cfg.INPUT.PIXEL_MEAN),
+                    "pixel_std": list(cfg.INPUT.PIXEL_STD),
+                },
+            },
+        }
+
+    # -- training and evaluation ---------------------------------------------------------
+
+    def evaluate(self) -> dict[str, float]:
+        """Top-1/top-5 error on the val split; also as a subset-way classifier (Table 6)
+        when the val split holds fewer classes than the model."""
+        dataset = AugmentedDataset(
+            self.data.val, self.data.test_transform, self.cfg.SEED, skip_unreadable=False
+        )
+        loader = DataLoader(
+            dataset,
+            batch_size=self.cfg.TEST.IMS_PER_BATCH,
+            sampler=EvalSampler(len(dataset), self.context.rank, self.context.world_size),
+            num_workers=self.cfg.DATA.NUM_WORKERS,
+            pin_memory=self.device.type == "cuda",
+        )
+        subset = self.data.val_classes
+        if len(subset) >= self.cfg.MODEL.NUM_CLASSES:
+            subset = None
+        return evaluate_classifier(
+            self.model, loader, self.device, subset=subset, autocast_dtype=self.amp_dtype
+        )
+
+    def _evaluate_step(self) -> dict[str, Any]:
+        """The evaluation ``EvalHook`` runs and records, with the epoch it follows."""
+        completed = min(self.iter + 1, self.max_iter)  # after training, self.iter is past it
+        errors = self.evaluate()
+        self._last_eval = {"iteration": completed, "epoch": completed / self.iters_per_epoch}
+        self._last_eval.update(errors)
+        logger.info("evaluation: " + json.dumps(self._last_eval))
+        return {"epoch": self._last_eval["epoch"], **errors}
+
+    def run_step(self) -> None:
+        self._trainer.iter = self.iter
+        self.storage.put_scalar(
+            "epoch", (self.iter + 1) / self.iters_per_epoch, smoothing_hint=False
+        )
+        try:
+            self._trainer.run_step()
+        except FloatingPointError as e:  # Detectron2 checks the losses before the step
+            raise TrainingDiverged.stopped(
+                f"the loss became infinite or NaN at iteration {self.iter + 1} (epoch "
+                f"{self.iter // self.iters_per_epoch + 1})",
+                self.checkpointer,
+                "SOLVER.WARMUP_EPOCHS",
+            ) from e
+
+    def after_train(self) -> None:
+        # TrainerBase's, but what a run resumed at its end records after training (its
+        # evaluation) goes to the iteration of its last step, as it would have then.
+        self.storage.iter = min(self.iter, self.max_iter) - 1
+        for hook in self._hooks:
+            hook.after_train()
+
+    def train(self) -> dict[str, Any]:
+        """Train from ``self.start_iter`` to the end; return the last evaluation."""
+        cfg = self.cfg
+        if self.context.is_main:
+            Path(cfg.OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
+            write_text_atomically(Path(cfg.OUTPUT_DIR) / "config.yaml", self.reference_cfg.dump())
+        logger.info(self.schedule_summary())
+        if self.start_iter >= self.max_iter:
+            logger.info(f"training is complete ({self.start_iter} iterations); evaluating only")
+        self._trainer.model.train()
+        super().train(self.start_iter, self.max_iter)
+        return self._last_eval
