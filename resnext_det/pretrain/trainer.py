@@ -55,6 +55,7 @@ __all__ = [
     "METRICS_FILE",
     "ClassificationLoss",
     "DistributedContext",
+    "NonFiniteLoss",
     "Pretrainer",
     "StepSchedule",
     "build_classifier",
@@ -175,7 +176,20 @@ class ClassificationLoss(nn.Module):
             enabled=self.autocast_dtype is not None,
         ):
             logits = self.model(images)["linear"]
-        return {"loss_cls": F.cross_entropy(logits.float(), targets)}
+        loss = F.cross_entropy(logits.float(), targets)
+        if not torch.isfinite(loss):
+            # Here, before the backward, rather than in Detectron2's check in its metrics
+            # writer, which logs a traceback first; the trainer reports both in one line.
+            raise NonFiniteLoss(loss.item())
+        return {"loss_cls": loss}
+
+
+class NonFiniteLoss(FloatingPointError):
+    """The loss of a step is inf or NaN (``value``)."""
+
+    def __init__(self, value: float):
+        super().__init__(f"the loss became {value}")
+        self.value = value
 
 
 class _EpochBatches:
@@ -452,9 +466,10 @@ class Pretrainer(TrainerBase):
         )
         try:
             self._trainer.run_step()
-        except FloatingPointError as e:  # Detectron2 checks the losses before the step
+        except FloatingPointError as e:  # ours, or Detectron2's check before the step
+            value = e.value if isinstance(e, NonFiniteLoss) else "infinite or NaN"
             raise TrainingDiverged.stopped(
-                f"the loss became infinite or NaN at iteration {self.iter + 1} (epoch "
+                f"the loss became {value} at iteration {self.iter + 1} (epoch "
                 f"{self.iter // self.iters_per_epoch + 1})",
                 self.checkpointer,
                 "SOLVER.WARMUP_EPOCHS",
