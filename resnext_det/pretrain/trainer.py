@@ -227,8 +227,14 @@ def drop_records_after(path: Path, iteration: int) -> None:
     """
     if not path.is_file():
         return
-    lines = path.read_text().splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line)["iteration"] < iteration]
+
+    def before(line: str) -> bool:
+        try:
+            return json.loads(line)["iteration"] < iteration
+        except (ValueError, KeyError, TypeError):  # a line cut short by the kill
+            return False
+
+    kept = [line for line in path.read_text().splitlines() if before(line)]
     write_text_atomically(path, "".join(line + "\n" for line in kept))
 
 
@@ -460,10 +466,9 @@ class Pretrainer(TrainerBase):
         return {"epoch": self._last_eval["epoch"], **errors}
 
     def run_step(self) -> None:
+        """Detectron2's step (forward, backward, metrics, optimizer), and the epoch reached;
+        a non-finite loss ends the run in one line, before the optimizer step."""
         self._trainer.iter = self.iter
-        self.storage.put_scalar(
-            "epoch", (self.iter + 1) / self.iters_per_epoch, smoothing_hint=False
-        )
         try:
             self._trainer.run_step()
         except FloatingPointError as e:  # ours, or Detectron2's check before the step
@@ -474,11 +479,13 @@ class Pretrainer(TrainerBase):
                 self.checkpointer,
                 "SOLVER.WARMUP_EPOCHS",
             ) from e
+        epoch = (self.iter + 1) / self.iters_per_epoch
+        self.storage.put_scalar("epoch", epoch, smoothing_hint=False)
 
     def after_train(self) -> None:
         # TrainerBase's, but what a run resumed at its end records after training (its
         # evaluation) goes to the iteration of its last step, as it would have then.
-        self.storage.iter = min(self.iter, self.max_iter) - 1
+        self.storage.iter = self.max_iter - 1 if self.iter >= self.max_iter else self.iter
         for hook in self._hooks:
             hook.after_train()
 
