@@ -13,8 +13,9 @@ from typing import Optional
 from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 from torch import nn
 
+from ..modeling import FEATURE_NAMES
 from ..utils.errors import WeightsError
-from .safe_load import SafeDetectionCheckpointer, read_checkpoint
+from .checkpointer import SafeDetectionCheckpointer, read_checkpoint
 
 __all__ = ["check_weights_fit", "pretrained_scope"]
 
@@ -25,8 +26,7 @@ _CONFIG_BUFFERS = ("pixel_mean", "pixel_std", "cell_anchors")
 def pretrained_scope(key: str) -> bool:
     """The tensors ImageNet weights must provide: the ResNeXt trunk and the C4 head's res5."""
     return key.startswith(("backbone.bottom_up.", "roi_heads.res5.")) or (
-        key.startswith("backbone.")
-        and key.split(".")[1] in ("stem", "res2", "res3", "res4", "res5")
+        key.startswith("backbone.") and key.split(".")[1] in FEATURE_NAMES
     )
 
 

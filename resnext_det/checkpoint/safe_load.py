@@ -13,8 +13,10 @@ advise loading it with ``weights_only=False``, that is, running them). Its tenso
 then be finite (:func:`check_finite_weights`): NaN weights would evaluate to AP nan, or
 train into a loss blamed on the learning rate.
 
-Checkpoints are also written safely: to a temporary file, then renamed, so a run killed
-mid-save leaves the previous checkpoint and ``last_checkpoint`` intact for ``--resume``.
+The layouts of weight files are known here too: where a file keeps its state dict, which
+code base wrote it (:func:`guess_source`), the Caffe2 blobs that are no weights, whether a
+file is one the converter wrote. The converter reads through :func:`read_weight_file`,
+:mod:`.checkpointer` as Detectron2's checkpointer would.
 """
 
 import io
@@ -23,25 +25,27 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
-from torch import nn
 
-from ..utils.atomic_io import write_atomically, write_text_atomically
 from ..utils.errors import MissingFileError, WeightsError
 from ..utils.safe_pickle import UnsafePickleError, load_pickle_safely
 
 __all__ = [
-    "SafeDetectionCheckpointer",
+    "CONVERTED_AUTHOR",
     "UnsafePickleError",
     "check_finite_weights",
+    "drop_caffe2_momentum",
+    "guess_source",
+    "is_converted_weights",
     "load_pickle_safely",
     "load_weight_file",
-    "read_checkpoint",
+    "reason_of",
+    "read_weight_file",
     "refuse_url",
+    "require_local_file",
+    "state_dict_of",
 ]
 
 WEIGHT_FORMATS = "a torch checkpoint (.pth), a Detectron2 model-zoo pickle (.pkl) or .safetensors"
@@ -56,7 +60,7 @@ def _refused_code(label: str, global_name: str) -> UnsafePickleError:
     )
 
 
-def _reason(error: BaseException) -> str:
+def reason_of(error: BaseException) -> str:
     """The first sentence of an exception's message, for a one-line error."""
     text = " ".join(str(error).split()) or type(error).__name__
     return text.split(". ")[0][:160]
@@ -71,7 +75,7 @@ def refuse_url(path: str, label: Optional[str] = None) -> None:
         )
 
 
-def _local_file(path: str, label: str) -> Path:
+def require_local_file(path: str, label: str) -> Path:
     """``path`` as a local file, or a one-line error: a URL, missing, a folder."""
     refuse_url(path, label)
     file = Path(path)
@@ -95,14 +99,14 @@ def _torch_load(path: Path, label: str) -> Any:
         if asked:
             raise _refused_code(label, asked[1]) from None  # not torch's advice to run it
         raise WeightsError(
-            f"{label} cannot be read as a torch checkpoint ({_reason(e)}); expected "
+            f"{label} cannot be read as a torch checkpoint ({reason_of(e)}); expected "
             f"{WEIGHT_FORMATS}, whole"
         ) from None
     except MemoryError:
         raise
     except Exception as e:  # noqa: BLE001 (a corrupt file fails in many ways inside torch)
         raise WeightsError(
-            f"{label} is corrupt or truncated ({_reason(e)}); expected a whole torch checkpoint"
+            f"{label} is corrupt or truncated ({reason_of(e)}); expected a whole torch checkpoint"
         ) from e
 
 
@@ -113,7 +117,7 @@ def _pickle_load(path: Path, label: str) -> Any:
         raise _refused_code(label, e.global_name) from None
     except Exception as e:  # noqa: BLE001 (garbage fails anywhere in the unpickler)
         raise WeightsError(
-            f"{label} cannot be read as a pickle of arrays ({_reason(e)}); expected a whole "
+            f"{label} cannot be read as a pickle of arrays ({reason_of(e)}); expected a whole "
             "Detectron2 model-zoo .pkl"
         ) from e
 
@@ -125,7 +129,7 @@ def _safetensors_load(path: Path, label: str) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except Exception as e:  # noqa: BLE001 (SafetensorError and others, from Rust)
         raise WeightsError(
-            f"{label} is corrupt or truncated ({_reason(e)}); expected a whole .safetensors file"
+            f"{label} is corrupt or truncated ({reason_of(e)}); expected a whole .safetensors file"
         ) from e
 
 
@@ -148,7 +152,7 @@ def load_weight_file(path: str, label: Optional[str] = None, safetensors: bool =
             :class:`UnsafePickleError`) one holding Python objects.
     """
     label = label or str(path)
-    file = _local_file(path, label)
+    file = require_local_file(path, label)
     size = file.stat().st_size
     with open(file, "rb") as f:
         head = f.read(16)
@@ -213,99 +217,75 @@ def check_finite_weights(weights: Mapping[str, Any], label: str) -> None:
         )
 
 
-class SafeDetectionCheckpointer(DetectionCheckpointer):
-    """Detectron2's checkpointer: files load without executing code and save atomically.
+def read_weight_file(path: str) -> tuple[dict[str, Any], str]:
+    """A weight file's top-level dict, as :func:`load_weight_file` reads it, and its source.
 
-    Every file is read by :func:`load_weight_file` and its weights checked finite, so a
-    URL, a missing, corrupt, crafted or NaN file ends in one line naming it.
+    What the converter reads: any of the formats (safetensors included), nothing added for
+    Detectron2's matching (that is :func:`~.checkpointer.read_checkpoint`). Its weights
+    must be finite.
+
+    Returns:
+        The file's top-level dict and the source guessed from its layout
+        (:func:`guess_source`).
+
+    Raises:
+        WeightsError: in one line naming the file: not a weight file, corrupt, holding
+            code, holding no dict, or non-finite values (naming the tensor).
     """
-
-    # How errors name the file being loaded (read_checkpoint sets the config key).
-    label: Optional[str] = None
-
-    def load(self, path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """Detectron2's ``load``, which refuses a URL or a missing file in one line (fvcore
-        would download the one and assert on the other)."""
-        if path:
-            _local_file(urlparse(path)._replace(query="").geturl(), self.label or str(path))
-        return super().load(path, *args, **kwargs)
-
-    def save(self, name: str, **kwargs: Any) -> None:
-        """Like fvcore's ``Checkpointer.save``, but a kill never leaves a truncated file."""
-        if not self.save_dir or not self.save_to_disk:
-            return
-        data = {"model": self.model.state_dict()}
-        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
-        data.update(kwargs)
-        basename = f"{name}.pth"
-        path = Path(self.save_dir) / basename
-        self.logger.info(f"Saving checkpoint to {path}")
-        write_atomically(path, lambda f: torch.save(data, f))
-        self.tag_last_checkpoint(basename)
-
-    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
-        path = Path(self.save_dir) / "last_checkpoint"
-        write_text_atomically(path, last_filename_basename)
-
-    def _load_file(self, filename: str) -> dict[str, Any]:
-        label = self.label or filename
-        if filename.endswith(".pkl"):
-            data = self._load_pickle(filename, label)
-        else:
-            # .pth and the rest end in _torch_load below, with Detectron2's handling of
-            # "?matching_heuristics=True"; .pyth (pycls) in torch.load, whose default has
-            # been weights_only=True since torch 2.6.
-            try:
-                data = super()._load_file(filename)
-            except ValueError as e:  # Detectron2's, for a query it does not know
-                if isinstance(e, WeightsError):
-                    raise
-                raise WeightsError(
-                    f"{label}: {_reason(e)}; expected at most '?matching_heuristics=True' after "
-                    "the file name"
-                ) from e
-        if isinstance(data.get("model"), Mapping):
-            check_finite_weights(data["model"], label)
-        return data
-
-    def _load_pickle(self, filename: str, label: str) -> dict[str, Any]:
-        data = load_weight_file(filename, label, safetensors=False)
-        if not isinstance(data, dict):
-            raise WeightsError(f"{label} holds a {type(data).__name__}; expected a dict of arrays")
-        if "model" in data and "__author__" in data:  # Detectron2 model zoo format
-            return data
-        # Caffe2 / Detectron1 model zoo format, as Detectron2 reads it.
-        data = data.get("blobs", data)
-        data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
-        return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
-
-    def _torch_load(self, f: str) -> dict[str, Any]:
-        label = self.label or f
-        data = load_weight_file(f, label, safetensors=False)
-        if not isinstance(data, Mapping):
-            raise WeightsError(f"{label} holds a {type(data).__name__}; expected a dict of weights")
-        return dict(data)
+    data = load_weight_file(path)
+    if not isinstance(data, Mapping):
+        raise WeightsError(f"{path} holds a {type(data).__name__}; expected a dict of weights")
+    check_finite_weights(state_dict_of(data), str(path))
+    return dict(data), guess_source(data)
 
 
-def read_checkpoint(path: str, label: Optional[str] = None) -> dict[str, Any]:
-    """A weight file's content as Detectron2's checkpointer will see it, read safely.
+# -- layouts: where the weights are, and who wrote them ----------------------------------
 
-    The same formats and flags as :meth:`SafeDetectionCheckpointer.load` (``"model"``,
-    ``"matching_heuristics"``, ``"__author__"``), without loading anything into a model.
+# The "__author__" of the files the converter writes (beside their "conventions").
+CONVERTED_AUTHOR = "resnext_det"
 
-    Args:
-        path: the file, as ``MODEL.WEIGHTS`` names it (a ``?matching_heuristics=True``
-            query included).
-        label: how errors name it (default: the path).
+
+def state_dict_of(data: Mapping) -> Mapping:
+    """Where a file keeps its weights: under ``model`` (Detectron2, ours), ``state_dict``
+    (training scripts), ``blobs`` (Caffe2), else at the top (torchvision, timm)."""
+    for key in ("model", "state_dict", "blobs"):
+        if isinstance(data.get(key), Mapping):
+            return data[key]
+    return data
+
+
+def guess_source(data: Mapping) -> str:
+    """The code base that wrote a file, from its layout: 'resnext_det', 'caffe2',
+    'torchvision' (timm's ResNets use the same names) or 'unknown'."""
+    if "resnext_det" in data:  # our pretraining's metadata
+        return "resnext_det"
+    keys = set(state_dict_of(data))
+    if "conv1_w" in keys or "blobs" in data:
+        return "caffe2"
+    if "conv1.weight" in keys and any(k.startswith("layer1.") for k in keys):
+        return "torchvision"
+    if "stem.conv1.weight" in keys:
+        return "resnext_det"
+    return "unknown"
+
+
+def drop_caffe2_momentum(blobs: Mapping[str, Any]) -> dict[str, Any]:
+    """Caffe2 blobs without the ``*_momentum`` blobs: optimizer state, not weights."""
+    return {k: v for k, v in blobs.items() if not k.endswith("_momentum")}
+
+
+def is_converted_weights(path: Path) -> bool:
+    """Whether ``path`` is a file the converter wrote (its ``__author__``, ``conventions``).
+
+    Read lazily (memory-mapped: a large file is not read whole to decide whether it may be
+    replaced); a file that cannot be read so, in any way, is not one.
     """
-    refuse_url(path, label)
-    parsed = urlparse(path)  # Detectron2 accepts "file.pth?matching_heuristics=True"
-    local = parsed._replace(query="").geturl()
-    reader = SafeDetectionCheckpointer(nn.Module())
-    reader.label = label
-    # Detectron2 reads the query from this attribute, which only load() sets.
-    reader._parsed_url_during_load = parsed
     try:
-        return reader._load_file(local)
-    finally:
-        reader._parsed_url_during_load = None
+        data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 (any file that is not ours, in any way)
+        return False
+    return (
+        isinstance(data, dict)
+        and data.get("__author__") == CONVERTED_AUTHOR
+        and ("conventions" in data)
+    )
