@@ -3,7 +3,7 @@
 import logging
 import os
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Optional
 
 from detectron2.config import CfgNode, get_cfg
@@ -94,16 +94,29 @@ def proposal_file(cfg: CfgNode, dataset_name: str, is_train: bool) -> str:
     return files[names.index(dataset_name)]
 
 
-def load_dataset_dicts(cfg: CfgNode, names: Sequence[str], is_train: bool) -> list[dict]:
+def load_dataset_dicts(
+    cfg: CfgNode,
+    names: Sequence[str],
+    is_train: bool,
+    check_loaded: Optional[Callable[[str, list[dict]], None]] = None,
+) -> list[dict]:
     """The records of the named datasets, cleaned as the data policy says.
 
     Each dataset loads with one-line errors (:func:`load_registered`), its boxes are
     sanitized (:func:`sanitize_annotations`), and with ``MODEL.LOAD_PROPOSALS`` its proposal
     file is read safely and must cover every image (Detectron2 would ``pickle.load`` it).
+    The up-front checks read the datasets through this same path.
+
+    Args:
+        check_loaded: called with each dataset's name and records as loaded, before they
+            are cleaned (the up-front checks look at the files and categories there).
     """
     dicts = []
     for name in names:
-        records, _ = sanitize_annotations(load_registered(name), name)
+        records = load_registered(name)
+        if check_loaded is not None:
+            check_loaded(name, records)
+        records, _ = sanitize_annotations(records, name)
         if cfg.MODEL.LOAD_PROPOSALS:
             records = attach_proposals(records, proposal_file(cfg, name, is_train))
         dicts.extend(records)

@@ -15,14 +15,9 @@ from detectron2.modeling import build_backbone, build_model
 
 from ..checkpoint import SafeDetectionCheckpointer
 from ..checkpoint.fit import check_weights_fit, pretrained_scope
-from ..data import attach_proposals
-from ..data.sanitize import (
-    check_dataset_jsons,
-    check_image_files,
-    load_registered,
-    sanitize_annotations,
-)
+from ..data.sanitize import check_dataset_jsons, check_image_files
 from ..modeling import ResNeXtRes5ROIHeads, ResNeXtSpec
+from ..training.batch import check_batch_split
 from ..utils.errors import ConfigError, DataError
 from ..utils.value_checks import (
     check_values,
@@ -35,7 +30,7 @@ from ..utils.value_checks import (
     optional,
     type_name,
 )
-from .trainer import check_can_train, proposal_file
+from .trainer import check_can_train, load_dataset_dicts
 
 __all__ = [
     "check_class_count",
@@ -172,17 +167,7 @@ def check_solver(cfg: CfgNode, world_size: int = 1) -> None:
         raise ConfigError(
             f"SOLVER.STEPS={tuple(steps)!r} is invalid; expected increasing iterations >= 0"
         )
-    reference = solver.REFERENCE_WORLD_SIZE
-    if reference and solver.IMS_PER_BATCH % reference:
-        raise ConfigError(
-            f"SOLVER.IMS_PER_BATCH={solver.IMS_PER_BATCH} does not split over "
-            f"SOLVER.REFERENCE_WORLD_SIZE={reference}; expected a multiple of it"
-        )
-    if not reference and solver.IMS_PER_BATCH % world_size:
-        raise ConfigError(
-            f"SOLVER.IMS_PER_BATCH={solver.IMS_PER_BATCH} does not split over the "
-            f"{world_size} processes launched; expected a multiple of {world_size}"
-        )
+    check_batch_split(solver.IMS_PER_BATCH, solver.REFERENCE_WORLD_SIZE, world_size)
     clip = cfg.SOLVER.CLIP_GRADIENTS
     if clip.ENABLED:
         check_values(
@@ -273,35 +258,26 @@ def check_class_count(cfg: CfgNode, name: str, records: Sequence[dict]) -> None:
             )
 
 
-def _trainable_images(cfg: CfgNode, records: Sequence[dict]) -> int:
-    """How many images the training loader keeps (Detectron2 drops those with no box that
-    is not a crowd region, when FILTER_EMPTY_ANNOTATIONS)."""
-    if not cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
-        return len(records)
-    return sum(
-        1 for r in records if any(a.get("iscrowd", 0) == 0 for a in r.get("annotations", []))
-    )
-
-
 def check_datasets(cfg: CfgNode, names: Sequence[str], is_train: bool) -> None:
     """Each dataset's json is sound, it loads, every image is usable, its categories fit the
-    class heads, enough images are annotated, and the proposal files cover all."""
+    class heads, enough images are annotated, and the proposal files cover all.
+
+    The records are read as training reads them (:func:`load_dataset_dicts`).
+    """
+
+    def check_loaded(name: str, records: list[dict]) -> None:
+        check_image_files(records, name)
+        check_class_count(cfg, name, records)
+
     for name in names:
         if name in DatasetCatalog.list():
             check_dataset_jsons(name)  # before the loader, which would misread or fail
-        records = load_registered(name)
-        check_image_files(records, name)
-        check_class_count(cfg, name, records)
-        records, _ = sanitize_annotations(records, name)  # logs what it fixes
-        if is_train:
-            usable = _trainable_images(cfg, records)
-            if usable < cfg.SOLVER.IMS_PER_BATCH and not cfg.MODEL.LOAD_PROPOSALS:
-                raise DataError(
-                    f"dataset {name!r} has {usable} images with usable annotations, fewer "
-                    f"than SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH}; expected more"
-                )
-        if cfg.MODEL.LOAD_PROPOSALS:  # refuses a file that misses an image
-            attach_proposals(records, proposal_file(cfg, name, is_train))
+        records = load_dataset_dicts(cfg, [name], is_train, check_loaded)
+        if is_train and len(records) < cfg.SOLVER.IMS_PER_BATCH and not cfg.MODEL.LOAD_PROPOSALS:
+            raise DataError(
+                f"dataset {name!r} has {len(records)} images with usable annotations, fewer "
+                f"than SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH}; expected more"
+            )
 
 
 def check_detection_run(
