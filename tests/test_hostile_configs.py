@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from resnext_det.engine import build_config
 from resnext_det.engine.validate import check_inputs, check_solver
-from resnext_det.pretrain import build_pretrain_config, check_pretrain_config
+from resnext_det.pretrain import build_pretrain_config, check_pretrain_config, scale_to_world_size
 from resnext_det.utils.errors import ConfigError
 from resnext_det.utils.value_checks import lookup
 
@@ -309,3 +309,27 @@ def test_analyze_model_refuses_an_image_of_no_pixels():
             "argument --input-size: '0x0' is no size; expected HEIGHTxWIDTH of at least 1x1, e.g. 800x1333"
         )
     )
+
+
+# The batch rule, one for both engines: a global batch must split into whole per-process
+# batches, over the reference processes it is given for, or over the launch's.
+BATCH_SPLITS = [
+    (["SOLVER.IMS_PER_BATCH", "10", "SOLVER.REFERENCE_WORLD_SIZE", "4"], 1,
+     r"SOLVER\.IMS_PER_BATCH=10 does not split over SOLVER\.REFERENCE_WORLD_SIZE=4 processes"),
+    (["SOLVER.IMS_PER_BATCH", "4", "SOLVER.REFERENCE_WORLD_SIZE", "0"], 3,
+     r"SOLVER\.IMS_PER_BATCH=4 does not split over the 3 processes launched; expected a multiple of 3"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("opts,world_size,pattern", BATCH_SPLITS)
+def test_a_detection_batch_that_does_not_split_is_refused(opts, world_size, pattern):
+    cfg = build_config(str(DEMO_CONFIG), opts)
+    with pytest.raises(ConfigError, match=pattern):
+        check_solver(cfg, world_size)
+
+
+@pytest.mark.parametrize("opts,world_size,pattern", BATCH_SPLITS)
+def test_a_pretraining_batch_that_does_not_split_is_refused(opts, world_size, pattern):
+    cfg = build_pretrain_config(str(CONFIGS / "cifar" / "resnext29_8x64d.yaml"), opts)
+    with pytest.raises(ConfigError, match=pattern):
+        scale_to_world_size(cfg, world_size)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from fvcore.common.config import CfgNode
 
 from ..config import add_resnext_config, merge_config
+from ..training.batch import check_batch_split
 from ..utils.errors import ConfigError
 from ..utils.value_checks import check_values, integer, number, numbers
 
@@ -178,17 +179,13 @@ def scale_to_world_size(cfg: CfgNode, world_size: int) -> CfgNode:
     processes; 0 there means no scaling (the batch is split over the processes).
 
     Raises:
-        ConfigError: the batch does not split over the reference processes.
+        ConfigError: the batch does not split over the processes (:func:`check_batch_split`).
     """
     cfg = cfg.clone()
     reference = cfg.SOLVER.REFERENCE_WORLD_SIZE
+    check_batch_split(cfg.SOLVER.IMS_PER_BATCH, reference, world_size)
     if reference in (0, world_size):
         return cfg
-    if cfg.SOLVER.IMS_PER_BATCH % reference:
-        raise ConfigError(
-            f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} does not split over "
-            f"SOLVER.REFERENCE_WORLD_SIZE={reference} processes; expected a multiple of it"
-        )
     cfg.SOLVER.BASE_LR = cfg.SOLVER.BASE_LR * world_size / reference
     cfg.SOLVER.IMS_PER_BATCH = cfg.SOLVER.IMS_PER_BATCH // reference * world_size
     cfg.SOLVER.REFERENCE_WORLD_SIZE = world_size

@@ -26,6 +26,7 @@ from torchvision import datasets as tv_datasets
 from torchvision import transforms as T
 
 from ..data.images import DecompressionBomb, bomb_text, unsupported_mode
+from ..training.batch import check_batch_split
 from ..utils.errors import ConfigError, DataError, MissingFileError
 from ..utils.safe_pickle import UnsafePickleError, load_pickle_safely
 
@@ -233,11 +234,7 @@ class TrainSampler(Sampler[SampleKey]):
     """
 
     def __init__(self, size: int, global_batch: int, rank: int, world_size: int, seed: int):
-        if global_batch % world_size:
-            raise ConfigError(
-                f"SOLVER.IMS_PER_BATCH: a global batch of {global_batch} images does not "
-                f"split evenly over {world_size} processes; expected a multiple of {world_size}"
-            )
+        check_batch_split(global_batch, 0, world_size)
         if size < global_batch:
             raise DataError(
                 f"the training split has {size} images, fewer than one global batch of "

@@ -1,5 +1,6 @@
-"""What the detection and the classification engines share: Detectron2 hooks of ours."""
+"""What the detection and the classification engines share: the batch rule, our hooks."""
 
+from .batch import check_batch_split
 from .hooks import FiniteWeightsCheckpointer
 
-__all__ = ["FiniteWeightsCheckpointer"]
+__all__ = ["FiniteWeightsCheckpointer", "check_batch_split"]
