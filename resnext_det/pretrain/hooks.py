@@ -16,7 +16,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Optional
 
-from detectron2.engine import hooks
 from detectron2.engine.train_loop import HookBase
 from detectron2.utils import comm
 from detectron2.utils.events import EventWriter
@@ -75,29 +74,42 @@ class EpochCheckpointer(FiniteWeightsCheckpointer):
                     path.unlink(missing_ok=True)
 
 
-class LastStepEvalHook(hooks.EvalHook):
-    """Detectron2's ``EvalHook``, which evaluates after the last step rather than after
-    training.
+class LastStepEvalHook(HookBase):
+    """Detectron2's ``EvalHook``, evaluating after the last step rather than after training.
 
-    So every evaluation is recorded at the iteration of the step it follows (Detectron2's
-    records the last one at ``max_iter``, where a resumed run's next step would be), and
-    none runs when the last step raised (Detectron2's would, a full ImageNet val pass
-    before the error is reported). After training it evaluates only a run resumed at its
-    end, which runs no step.
+    As Detectron2's, it evaluates every ``period`` iterations and records the results in
+    the trainer's storage (the writers put them in ``metrics.json``). Unlike it, every
+    evaluation is recorded at the iteration of the step it follows (Detectron2's records
+    the last one at ``max_iter``, where a resumed run's next step would be), and none runs
+    when the last step raised (Detectron2's would, a full ImageNet val pass before the error
+    is reported). After training it evaluates only a run resumed at its end, which runs no
+    step. Written on Detectron2's public ``HookBase``, not on ``EvalHook``'s internals.
+
+    Args:
+        period: iterations between evaluations (0: at the end only).
+        evaluate: returns the scalars to record.
     """
+
+    def __init__(self, period: int, evaluate: Callable[[], dict[str, float]]):
+        self.period = period
+        self.evaluate = evaluate
+
+    def _evaluate_and_record(self) -> None:
+        results = self.evaluate()
+        self.trainer.storage.put_scalars(**results, smoothing_hint=False)
+        comm.synchronize()
 
     def after_step(self):
         done = self.trainer.iter + 1
-        if (self._period > 0 and done % self._period == 0) or done == self.trainer.max_iter:
-            self._do_eval()
+        if (self.period > 0 and done % self.period == 0) or done == self.trainer.max_iter:
+            self._evaluate_and_record()
 
     def after_train(self):
         if self.trainer.start_iter >= self.trainer.max_iter:
-            self._do_eval()
-        del self._func
+            self._evaluate_and_record()
 
 
-class MetricsWriter(hooks.PeriodicWriter):
+class MetricsWriter(HookBase):
     """Detectron2's ``PeriodicWriter``, with the writers (``trainer.build_writers()``)
     opened when training starts and a write before every checkpoint.
 
@@ -112,19 +124,24 @@ class MetricsWriter(hooks.PeriodicWriter):
     """
 
     def __init__(self, period: int, checkpoint_due: Callable[[int], bool]):
-        super().__init__([], period)
-        self._checkpoint_due = checkpoint_due
+        self.period = period
+        self.checkpoint_due = checkpoint_due
+        self.writers: list[EventWriter] = []
 
     def before_train(self):
-        self._writers: list[EventWriter] = self.trainer.build_writers()
+        self.writers = self.trainer.build_writers()
 
     def after_step(self):
-        super().after_step()
         iteration = self.trainer.iter
-        periodic = (iteration + 1) % self._period == 0 or iteration == self.trainer.max_iter - 1
-        if not periodic and self._checkpoint_due(iteration):
-            for writer in self._writers:
+        periodic = (iteration + 1) % self.period == 0 or iteration == self.trainer.max_iter - 1
+        if periodic or self.checkpoint_due(iteration):
+            for writer in self.writers:
                 writer.write()
+
+    def after_train(self):
+        for writer in self.writers:
+            writer.write()  # what the last period left, as Detectron2's writer does
+            writer.close()
 
 
 def _format_eta(seconds: float) -> str:
