@@ -4,8 +4,10 @@ The classifier is built from the very stage modules of the detection backbone
 (:func:`~resnext_det.modeling.build_resnext_classifier`), so its weights convert to
 Detectron2 by name (``tools/convert_weights.py``). It trains on Detectron2's engine: a
 ``TrainerBase`` whose step is Detectron2's ``SimpleTrainer`` (``AMPTrainer`` for float16 on
-GPUs), with Detectron2's hooks for timing, the lr schedule, evaluation, checkpoints and
-``metrics.json`` (``JSONWriter``, and TensorBoard when it is installed), as in detection.
+GPUs), with Detectron2's hooks for timing, the lr schedule and checkpoints, its event
+storage and writers for ``metrics.json`` (``JSONWriter``, and TensorBoard when it is
+installed), as in detection, and hooks of ours for evaluation, writing and progress
+(:mod:`.hooks`).
 
 One process per GPU (NCCL) or several on a CPU (gloo), DistributedDataParallel, batches
 that do not depend on the number of processes (:mod:`resnext_det.pretrain.data`), resume
@@ -324,7 +326,7 @@ class Pretrainer(TrainerBase):
     # -- hooks ---------------------------------------------------------------------------
 
     def build_hooks(self) -> list[Optional[hooks.HookBase]]:
-        """Detectron2's hooks, in the order they run after each step.
+        """The hooks, in the order they run after each step.
 
         Evaluation comes before the writer (which writes its record) and both before the
         checkpoint, so that a resume from that checkpoint finds the record on disk.
