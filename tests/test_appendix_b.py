@@ -60,11 +60,13 @@ def test_appendix_b_values_are_pinned(model):
 def test_schedule_scales_linearly_to_the_world_size():
     cfg = build_config(str(APPENDIX_B / "X50_32x4d_rpn.yaml"))
     assert schedule_summary(cfg, 8).startswith(
-        "effective schedule on 8 process(es): batch 16 images, lr 0.02, steps (120000,), "
+        "effective schedule on 8 process(es): batch 16 images (2 per process), lr 0.02, "
+        "steps (120000,), "
         "max_iter 180000"
     )
     assert schedule_summary(cfg, 2).startswith(
-        "effective schedule on 2 process(es): batch 4 images, lr 0.005, steps (480000,), "
+        "effective schedule on 2 process(es): batch 4 images (2 per process), lr 0.005, "
+        "steps (480000,), "
         "max_iter 720000"
     )
 

@@ -19,6 +19,7 @@ from ..data import attach_proposals, register_coco2014_splits, register_demo_dat
 from ..data.sanitize import SkippingDatasetMapper, load_registered, sanitize_annotations
 from ..registration import register_resnext_backbone
 from ..training.hooks import FiniteWeightsCheckpointer
+from ..training.schedule import describe_schedule
 from ..utils.errors import ConfigError, DataError, TrainingDiverged
 from ..utils.paths import datasets_root
 from .coco_evaluation import COCOEvaluator
@@ -73,12 +74,16 @@ def schedule_summary(cfg: CfgNode, world_size: int) -> str:
     """The schedule a run will follow, after Detectron2's linear scaling to ``world_size``."""
     scaled = DefaultTrainer.auto_scale_workers(cfg, world_size)
     solver = scaled.SOLVER
-    return (
-        f"effective schedule on {world_size} process(es): batch {solver.IMS_PER_BATCH} "
-        f"images, lr {solver.BASE_LR:g}, steps {tuple(solver.STEPS)}, max_iter {solver.MAX_ITER}, "
-        f"warmup {solver.WARMUP_ITERS} (reference: {cfg.SOLVER.REFERENCE_WORLD_SIZE or world_size}"
-        f" processes, batch {cfg.SOLVER.IMS_PER_BATCH}, lr {cfg.SOLVER.BASE_LR:g}, "
-        f"max_iter {cfg.SOLVER.MAX_ITER})"
+    return describe_schedule(
+        world_size,
+        scaled,
+        cfg,
+        [
+            f"steps {tuple(solver.STEPS)}",
+            f"max_iter {solver.MAX_ITER}",
+            f"warmup {solver.WARMUP_ITERS}",
+        ],
+        [f"max_iter {cfg.SOLVER.MAX_ITER}"],
     )
 
 

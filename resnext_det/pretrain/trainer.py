@@ -40,6 +40,7 @@ from ..checkpoint import SafeDetectionCheckpointer
 from ..checkpoint.fit import check_weights_fit
 from ..modeling import ResNeXtSpec, build_cifar_resnext, build_resnext_classifier
 from ..modeling.speed import apply_speed_options
+from ..training.schedule import describe_schedule
 from ..utils.atomic_io import write_text_atomically
 from ..utils.errors import ConfigError, TrainingDiverged
 from .config import check_pretrain_config, scale_to_world_size
@@ -369,14 +370,17 @@ class Pretrainer(TrainerBase):
 
     def schedule_summary(self) -> str:
         """The schedule this launch runs, after scaling to its number of processes."""
-        solver, reference = self.cfg.SOLVER, self.reference_cfg.SOLVER
-        return (
-            f"effective schedule on {self.context.world_size} process(es): batch "
-            f"{solver.IMS_PER_BATCH} images ({self.sampler.local_batch} per process), lr "
-            f"{solver.BASE_LR:g}, epochs {solver.EPOCHS}, lr x{solver.GAMMA:g} at epochs "
-            f"{tuple(solver.STEPS)}, {self.iters_per_epoch} iterations per epoch, max_iter "
-            f"{self.max_iter} (reference: {reference.REFERENCE_WORLD_SIZE or 'any number of'} "
-            f"processes, batch {reference.IMS_PER_BATCH}, lr {reference.BASE_LR:g})"
+        solver = self.cfg.SOLVER
+        return describe_schedule(
+            self.context.world_size,
+            self.cfg,
+            self.reference_cfg,
+            [
+                f"epochs {solver.EPOCHS}",
+                f"lr x{solver.GAMMA:g} at epochs {tuple(solver.STEPS)}",
+                f"{self.iters_per_epoch} iterations per epoch",
+                f"max_iter {self.max_iter}",
+            ],
         )
 
     # -- checkpoints ---------------------------------------------------------------------
