@@ -19,19 +19,18 @@ from resnext_det.utils.cli import set_tool_policy
 set_tool_policy()  # first: Detectron2 warns about its own code when imported
 
 # isort: split
-from contextlib import nullcontext
 
 from detectron2.config import LazyConfig, instantiate
-from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.engine import default_argument_parser, default_setup
 from detectron2.engine.defaults import create_ddp_model
 
 from resnext_det.checkpoint import SafeDetectionCheckpointer
 from resnext_det.checkpoint.fit import check_weights_fit
 from resnext_det.engine import register_all
 from resnext_det.engine.lazy_train import do_test, do_train
+from resnext_det.training.launch import launch_holding_output_dir
 from resnext_det.utils.cli import run_tool, worker_errors
 from resnext_det.utils.errors import ConfigError
-from resnext_det.utils.run_guard import exclusive_output_dir, workers_end_with_launcher
 
 
 def main(args):
@@ -59,21 +58,9 @@ def worker(args):
 
 def check_and_launch(args) -> None:
     cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
-    # The first machine's main process writes train.output_dir (Detectron2's rule).
-    holder = (
-        exclusive_output_dir(cfg.train.output_dir, "train.output_dir")
-        if args.machine_rank == 0
-        else nullcontext()
+    launch_holding_output_dir(
+        worker, args, cfg.train.output_dir, "train.output_dir", "lazyconfig_train_net"
     )
-    with holder, workers_end_with_launcher("lazyconfig_train_net"):
-        launch(
-            worker,
-            args.num_gpus,
-            num_machines=args.num_machines,
-            machine_rank=args.machine_rank,
-            dist_url=args.dist_url,
-            args=(args,),
-        )
 
 
 if __name__ == "__main__":

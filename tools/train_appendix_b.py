@@ -33,16 +33,15 @@ from resnext_det.utils.cli import set_tool_policy
 set_tool_policy()  # first: Detectron2 warns about its own code when imported
 
 # isort: split
-from contextlib import nullcontext
 
-from detectron2.engine import default_argument_parser, launch
+from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from resnext_det.engine import register_all
 from resnext_det.engine.appendix_b import STAGES, AppendixB
+from resnext_det.training.launch import launch_holding_output_dir
 from resnext_det.utils.cli import run_tool, worker_errors
-from resnext_det.utils.run_guard import exclusive_output_dir, workers_end_with_launcher
 
 
 def main(args):
@@ -75,18 +74,8 @@ def check_and_launch(args) -> None:
     register_all()
     recipe = _recipe(args)
     recipe.check(max(args.num_gpus, 1) * args.num_machines, *_stages(args))
-    # The first machine's main process writes the stages (Detectron2's rule): it holds them.
     what = "--output-dir" if args.output_dir else "OUTPUT_DIR"
-    holder = exclusive_output_dir(recipe.root, what) if args.machine_rank == 0 else nullcontext()
-    with holder, workers_end_with_launcher("train_appendix_b"):
-        launch(
-            main,
-            args.num_gpus,
-            num_machines=args.num_machines,
-            machine_rank=args.machine_rank,
-            dist_url=args.dist_url,
-            args=(args,),
-        )
+    launch_holding_output_dir(main, args, recipe.root, what, "train_appendix_b")
 
 
 if __name__ == "__main__":

@@ -25,9 +25,8 @@ from resnext_det.utils.cli import set_tool_policy
 set_tool_policy()  # first: Detectron2 warns about its own code when imported
 
 # isort: split
-from contextlib import nullcontext
 
-from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.engine import default_argument_parser, default_setup
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
@@ -35,8 +34,8 @@ from resnext_det.checkpoint import SafeDetectionCheckpointer
 from resnext_det.data import register_coco_datasets
 from resnext_det.engine import Trainer, build_config, register_all
 from resnext_det.engine.validate import check_detection_run
+from resnext_det.training.launch import launch_holding_output_dir
 from resnext_det.utils.cli import run_tool, worker_errors
-from resnext_det.utils.run_guard import exclusive_output_dir, workers_end_with_launcher
 
 
 def main(args):
@@ -77,18 +76,7 @@ def check_and_launch(args) -> None:
         resume=args.resume,
         world_size=max(args.num_gpus, 1) * args.num_machines,
     )
-    # Only the first machine's main process writes OUTPUT_DIR (Detectron2's rule), so it
-    # alone holds it: on a shared file system the other machines would find it taken.
-    holder = exclusive_output_dir(cfg.OUTPUT_DIR) if args.machine_rank == 0 else nullcontext()
-    with holder, workers_end_with_launcher("train_net"):
-        launch(
-            worker,
-            args.num_gpus,
-            num_machines=args.num_machines,
-            machine_rank=args.machine_rank,
-            dist_url=args.dist_url,
-            args=(args,),
-        )
+    launch_holding_output_dir(worker, args, cfg.OUTPUT_DIR, "OUTPUT_DIR", "train_net")
 
 
 def argument_parser():
