@@ -102,6 +102,14 @@ def test_the_layering_check_sees_an_upward_import(tmp_path):
     assert FLOORS[_room(names[0])] > FLOORS["analysis"]
 
 
+def _fresh_python_prints(code: str) -> list[str]:
+    """What ``code`` prints in a new interpreter (nothing imported yet), as words."""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    return out.stdout.split()
+
+
 def test_utils_import_nothing_heavy():
     # The ground floor is what data loaders and dataset scripts import: no Detectron2
     # models, none of our other rooms.
@@ -113,10 +121,7 @@ def test_utils_import_nothing_heavy():
         "and not m.startswith('resnext_det.utils'))\n"
         "print(ours, 'detectron2' in sys.modules)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
-    )
-    assert out.stdout.split() == ["[]", "False"], out.stdout
+    assert _fresh_python_prints(code) == ["[]", "False"]
 
 
 @pytest.mark.parametrize(
@@ -134,10 +139,7 @@ def test_importing_the_package_sets_no_policy(module):
         "loop = logging.getLogger('detectron2.engine.train_loop')\n"
         "print(ours == [], loop.filters == [])"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
-    )
-    assert out.stdout.split() == ["True", "True"], out.stdout + out.stderr
+    assert _fresh_python_prints(code) == ["True", "True"]
 
 
 def test_set_tool_policy_quiets_detectron2_and_filters_user_error_tracebacks():
