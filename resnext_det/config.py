@@ -28,8 +28,15 @@ __all__ = ["add_resnext_config", "merge_config"]
 # reaches the conv (inference, frozen stages); MEMORY_FORMAT is the layout each conv runs
 # in: "auto" picks channels_last for maps of 14 x 14 pixels and more on the CPU, where
 # oneDNN runs it faster, and the contiguous format for smaller ones; or "contiguous" /
-# "channels_last" throughout.
-RESNEXT_DEFAULTS = {"BLOCK_FORM": "c", "FOLD_FROZEN_BN": True, "MEMORY_FORMAT": "auto"}
+# "channels_last" throughout. SPARSE_ROI_ALIGN computes RoIAlign on the CPU as sparse
+# matrix products (several times faster than torchvision's CPU kernel, same values) in the
+# models our tools build (Trainer.build_model, the predictor).
+RESNEXT_DEFAULTS = {
+    "BLOCK_FORM": "c",
+    "FOLD_FROZEN_BN": True,
+    "MEMORY_FORMAT": "auto",
+    "SPARSE_ROI_ALIGN": True,
+}
 
 
 def add_resnext_config(cfg: CN) -> CN:

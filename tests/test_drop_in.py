@@ -37,7 +37,12 @@ def test_get_config_yaml_describes_the_network_in_detectron2_keys():
     resnets = cfg.MODEL.RESNETS
     assert (resnets.DEPTH, resnets.NUM_GROUPS, resnets.WIDTH_PER_GROUP) == (101, 32, 8)
     assert resnets.STRIDE_IN_1X1 is False and cfg.MODEL.BACKBONE.FREEZE_AT == 2
-    assert set(cfg.MODEL.RESNEXT) == {"BLOCK_FORM", "FOLD_FROZEN_BN", "MEMORY_FORMAT"}
+    assert set(cfg.MODEL.RESNEXT) == {
+        "BLOCK_FORM",
+        "FOLD_FROZEN_BN",
+        "MEMORY_FORMAT",
+        "SPARSE_ROI_ALIGN",
+    }
 
 
 @pytest.mark.parametrize("lazy_name", sorted(LAZY_TWINS))

@@ -9,7 +9,8 @@ checks that ours
 2. loads a Detectron2 checkpoint of that config strictly, and
 3. computes the same outputs on the same images: the backbone's features and every head's
    output (RPN, box, mask and keypoint predictors, RetinaNet's and the semantic head),
-   relative difference below ``tolerance`` with our speed options on.
+   relative difference below ``tolerance`` with our speed options on (RoIAlign as sparse
+   products included, as our trainer and predictor build the model).
 
 Heads are compared on equal inputs: where a model makes a discrete choice (top-k and NMS
 of proposals, the detections a mask head runs on), ours is handed Detectron2's choice, so
@@ -36,6 +37,7 @@ from detectron2.structures import Boxes, Instances
 from torch import nn
 
 from ..config import add_resnext_config
+from ..modeling.roi_align import apply_sparse_roi_align
 from ..registration import register_resnext_backbone
 from ..utils.errors import UserError
 
@@ -362,7 +364,9 @@ def compare_zoo_config(
     if cfg.MODEL.BACKBONE.NAME not in BACKBONE_SWAP:
         return done("not a ResNet", f"backbone {cfg.MODEL.BACKBONE.NAME}")
     try:
-        ours = build_model(switch_to_resnext(cfg)).eval()
+        our_cfg = switch_to_resnext(cfg)
+        ours = build_model(our_cfg).eval()
+        apply_sparse_roi_align(ours, our_cfg)  # as our trainer and predictor build it
     except UserError as e:  # a key we cannot honour, refused in one line
         return done("refused", str(e))
     inputs = _inputs(cfg, sizes, seed)

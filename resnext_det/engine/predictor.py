@@ -30,6 +30,7 @@ from PIL import Image
 from ..checkpoint import SafeDetectionCheckpointer
 from ..checkpoint.fit import check_weights_fit
 from ..data.images import read_image_checked
+from ..modeling.roi_align import apply_sparse_roi_align
 from ..utils.atomic_io import (
     check_output_dir,
     make_output_dir,
@@ -73,6 +74,7 @@ class Predictor:
             )
         self.cfg = cfg.clone()
         self.model = build_model(self.cfg).eval()
+        apply_sparse_roi_align(self.model, self.cfg)
         # Detectron2 would load what fits and leave the rest random, with a log line only.
         check_weights_fit(self.model, cfg.MODEL.WEIGHTS)
         SafeDetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)

@@ -1,4 +1,4 @@
-"""ResNeXt models: block forms, backbones, the C4 head, the classifier."""
+"""ResNeXt models: block forms, backbones, the C4 head, the classifier, speed options."""
 
 from .backbone import (
     build_resnext_backbone,
@@ -19,6 +19,7 @@ from .resnext import (
     make_resnext_stage,
     make_resnext_stages,
 )
+from .roi_align import SparseROIAlign, use_sparse_roi_align
 from .roi_heads import ResNeXtRes5ROIHeads
 from .speed import apply_speed_options
 
@@ -32,6 +33,7 @@ __all__ = [
     "ResNeXt",
     "ResNeXtRes5ROIHeads",
     "ResNeXtSpec",
+    "SparseROIAlign",
     "SplitTransformSumBlock",
     "apply_speed_options",
     "build_cifar_resnext",
@@ -45,4 +47,5 @@ __all__ = [
     "make_resnext_stage",
     "make_resnext_stages",
     "to_grouped_form",
+    "use_sparse_roi_align",
 ]
