@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 from detectron2.config import get_cfg
-from detectron2.layers import ShapeSpec
+from detectron2.layers import ROIAlign, ShapeSpec
 from detectron2.modeling import build_model
 from detectron2.modeling.backbone.resnet import build_resnet_backbone
 
@@ -46,6 +46,7 @@ from resnext_det.modeling import (  # noqa: E402
     build_resnext_classifier,
     convert_block_form,
 )
+from resnext_det.modeling.roi_align import SparseROIAlign, apply_sparse_roi_align  # noqa: E402
 
 X50, R50 = (32, 4), (1, 64)
 MODELS = (("R50", R50), ("X50", X50))
@@ -308,7 +309,10 @@ def _detector(config: str, template, d2_builtin: bool):
         resnets.DEPTH, resnets.NUM_GROUPS, resnets.WIDTH_PER_GROUP = 50, *template
         resnets.STRIDE_IN_1X1 = False
         resnets.OUT_FEATURES = FEATURES if fpn else ["res4"]
-    return build_model(cfg).eval()
+        return build_model(cfg).eval()
+    model = build_model(cfg).eval()
+    apply_sparse_roi_align(model, cfg)  # as our trainer and predictor build it
+    return model
 
 
 def bench_detectors(report: Report, repeats: int) -> None:
@@ -341,7 +345,9 @@ def bench_detectors(report: Report, repeats: int) -> None:
     report.table(
         "Whole detectors: ours against Detectron2's built-in ResNeXt-50 32x4d",
         "Same weights (so the same ~1000 proposals reach the RoI head in inference); training "
-        "steps with FrozenBN and FREEZE_AT 2, as the configs train, and 128 sampled RoIs.",
+        "steps with FrozenBN and FREEZE_AT 2, as the configs train, and 128 sampled RoIs. Ours "
+        "as our trainer and predictor build it: its backbone and, on the CPU, RoIAlign as "
+        "sparse products (the RoIAlign table).",
         rows,
     )
 
@@ -376,6 +382,43 @@ def _detector_step(model, batch):
         optimizer.step()
 
     return run
+
+
+def bench_roi_align(report: Report, repeats: int) -> None:
+    rows = []
+    generator = torch.Generator().manual_seed(0)
+    # (setting, batch, channels, map side, RoIs, image pixels per map pixel, sampling ratio,
+    # output side): the demo's P2 level in training, and an FPN level and the C4 head of the
+    # paper's detectors at 800x1333, with Detectron2's default adaptive sampling.
+    for setting, n, c, side, count, stride, ratio, out in (
+        ("demo, P2: 4 x 128 x 64 x 64 map, 300 RoIs, sampling 2", 4, 128, 64, 300, 4, 2, 7),
+        ("FPN P3: 1 x 256 x 100 x 168 map, 256 RoIs, adaptive", 1, 256, 100, 256, 8, 0, 7),
+        ("C4 res4: 1 x 1024 x 50 x 84 map, 128 RoIs, adaptive", 1, 1024, 50, 128, 16, 0, 14),
+    ):
+        x = torch.randn(n, c, side, side * 168 // 100 if n == 1 else side, generator=generator)
+        x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+        image_h, image_w = x.shape[2] * stride, x.shape[3] * stride
+        corner = torch.rand(count, 2, generator=generator) * torch.tensor([image_w, image_h])
+        size = (torch.rand(count, 2, generator=generator) * 0.3 + 0.02) * image_h
+        boxes = torch.cat([corner, corner + size], dim=1)
+        index = torch.randint(0, n, (count, 1), generator=generator).float()
+        rois = torch.cat([index, boxes], dim=1)
+        cases = {}
+        for name, cls in (("torchvision", ROIAlign), ("sparse", SparseROIAlign)):
+            module = cls((out, out), 1 / stride, ratio, aligned=True)
+
+            def run(module=module, x=x, rois=rois):
+                module(x, rois).sum().backward()
+
+            cases[name] = run
+        rows.append((f"forward + backward, {setting}", interleaved(cases, repeats), "torchvision"))
+    report.table(
+        "RoIAlign on the CPU: sparse products against torchvision's kernel",
+        "MODEL.RESNEXT.SPARSE_ROI_ALIGN (default True in the models our trainer and "
+        "predictor build); channels_last maps, as MEMORY_FORMAT auto gives the FPN; same "
+        "values (tests/test_sparse_roi_align.py).",
+        rows,
+    )
 
 
 def bench_coco_eval(report: Report, repeats: int) -> None:
@@ -520,6 +563,7 @@ BENCHMARKS = {
     "forms": bench_block_forms,
     "memory": bench_memory_format_and_folding,
     "detector": bench_detectors,
+    "roi_align": bench_roi_align,
     "coco_eval": bench_coco_eval,
 }
 
