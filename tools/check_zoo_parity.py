@@ -52,8 +52,9 @@ def main() -> int:
         "shapes must be Detectron2's, a Detectron2 checkpoint of the config must load "
         "strictly, and the backbone's and every head's outputs on two random images (96x128, "
         "128x96; random weights, random norm statistics) must agree within the tolerance, "
-        "with the speed options on (frozen BN folded, memory format `auto`). Heads are "
-        "compared on equal inputs: ours is handed Detectron2's proposals and detections.\n\n"
+        "with the speed options on (frozen BN folded, memory format `auto`, RoIAlign as "
+        "sparse products). Heads are compared on equal inputs: ours is handed Detectron2's "
+        "proposals and detections.\n\n"
     )
     Path(args.output).write_text(header + parity_table(results, args.tolerance))
     print(f"wrote {args.output}")
