@@ -94,7 +94,7 @@ def roi_align_matrix(
     row_starts = torch.zeros(len(rois) * ph * pw + 1, dtype=torch.long)
     row_starts[1:] = per_bin.repeat_interleave(ph * pw).cumsum(0)
     size = (len(rois) * ph * pw, n * height * width)
-    with warnings.catch_warnings():  # "CSR support is in beta": we use only sparse.mm
+    with warnings.catch_warnings():  # "CSR support is in beta": we use only its products
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         return torch.sparse_csr_tensor(row_starts, pixels, weights, size, check_invariants=False)
 
