@@ -65,9 +65,10 @@ def roi_align_matrix(
     per_bin = points.prod(dim=1) * 4  # entries of a row: 4 neighbours of each point
     per_roi = per_bin * (ph * pw)
     roi_starts = per_roi.cumsum(0) - per_roi
+    groups, group_of = points.unique(dim=0, return_inverse=True)
+    # Each group's entries go to their RoIs' places, so that rows follow the RoIs.
     pixels = torch.empty(int(per_roi.sum()), dtype=torch.long)
     weights = torch.empty(len(pixels), dtype=rois.dtype)
-    groups, group_of = points.unique(dim=0, return_inverse=True)
     for index, (sy, sx) in enumerate(groups.tolist()):
         rows = (group_of == index).nonzero().squeeze(1)
         # Sampling points, in bins from the RoI's corner: (k + 0.5) / s for k < PH * s.
@@ -86,11 +87,8 @@ def roi_align_matrix(
         shape, bins_first = (len(rows), ph, sy, pw, sx, 2, 2), (0, 1, 3, 2, 4, 5, 6)
         pixel = pixel.reshape(shape).permute(bins_first).reshape(len(rows), -1)
         weight = weight.reshape(shape).permute(bins_first).reshape(len(rows), -1)
-        if len(groups) == 1:  # every RoI alike (a fixed sampling ratio): already in order
-            pixels, weights = pixel.reshape(-1), weight.reshape(-1)
-        else:
-            at = roi_starts[rows, None] + torch.arange(pixel.shape[1])
-            pixels[at], weights[at] = pixel, weight
+        at = roi_starts[rows, None] + torch.arange(pixel.shape[1])
+        pixels[at], weights[at] = pixel, weight
     row_starts = torch.zeros(len(rois) * ph * pw + 1, dtype=torch.long)
     row_starts[1:] = per_bin.repeat_interleave(ph * pw).cumsum(0)
     size = (len(rois) * ph * pw, n * height * width)
@@ -152,19 +150,21 @@ class SparseROIAlign(ROIAlign):
         assert rois.dim() == 2 and rois.size(1) == 5
         if input.is_quantized:
             input = input.dequantize()
+        rois = rois.to(dtype=input.dtype)
         if not torch.jit.is_scripting():  # TorchScript compiles only the lines after this block
             if _sparse_applies(input):
                 return _SparseROIAlignFunction.apply(
                     input,
-                    rois.to(dtype=input.dtype),
+                    rois,
                     tuple(self.output_size),
                     float(self.spatial_scale),
                     int(self.sampling_ratio),
                     bool(self.aligned),
                 )
+        # Detectron2's ROIAlign.forward, spelled out: TorchScript cannot compile super().
         return roi_align(
             input,
-            rois.to(dtype=input.dtype),
+            rois,
             self.output_size,
             self.spatial_scale,
             self.sampling_ratio,
