@@ -115,12 +115,14 @@ def test_wrong_types_are_named():
         _build("faster_rcnn_X50_32x4d.yaml", "MODEL.RESNETS.DEPTH", "fifty")
     # From Python, the spec checks types itself.
     with pytest.raises(
-        ValueError, match=r"MODEL\.RESNETS\.STRIDE_IN_1X1='yes' is invalid; expected True or False"
+        ValueError, match=r"MODEL\.RESNETS\.STRIDE_IN_1X1='yes' is a string; expected True or False"
     ):
         ResNeXtSpec(stride_in_1x1="yes")
     with pytest.raises(ValueError, match=r"MODEL\.RESNETS\.DEPTH=50\.0 is not supported"):
         ResNeXtSpec(depth=50.0)
-    with pytest.raises(ValueError, match=r"MODEL\.RESNETS\.NUM_GROUPS=True is invalid"):
+    with pytest.raises(
+        ValueError, match=r"MODEL\.RESNETS\.NUM_GROUPS=True is a boolean; expected an integer >= 1"
+    ):
         ResNeXtSpec(cardinality=True)
 
 

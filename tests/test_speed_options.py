@@ -165,5 +165,8 @@ def test_whole_detectors_detect_the_same_boxes(config):
 def test_bad_speed_options_are_named():
     with pytest.raises(ValueError, match=r"MODEL\.RESNEXT\.MEMORY_FORMAT='nhwc' is not supported"):
         build_resnext(ResNeXtSpec(depth=14), out_features=["res2"], memory_format="nhwc")
-    with pytest.raises(ValueError, match=r"MODEL\.RESNEXT\.FOLD_FROZEN_BN='yes' is invalid"):
+    with pytest.raises(
+        ValueError,
+        match=r"MODEL\.RESNEXT\.FOLD_FROZEN_BN='yes' is a string; expected True or False",
+    ):
         build_resnext(ResNeXtSpec(depth=14), out_features=["res2"], fold_frozen_bn="yes")

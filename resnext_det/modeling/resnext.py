@@ -23,6 +23,7 @@ from torch import nn
 
 from ..config import RESNEXT_DEFAULTS
 from ..utils.errors import ConfigError
+from ..utils.value_checks import boolean, integer, require
 from .block_forms import BLOCK_FORMS
 from .blocks import GN_GROUPS, EarlyConcatBlock, SplitTransformSumBlock
 from .speed import apply_speed_options
@@ -82,11 +83,6 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _require_positive_int(field: str, value: Any) -> None:
-    if not _is_int(value) or value < 1:
-        raise ConfigError(f"{_key(field)}={value!r} is invalid; expected an integer >= 1")
-
-
 @dataclass(frozen=True)
 class ResNeXtSpec:
     """One member of the ResNeXt family, validated on construction.
@@ -132,16 +128,13 @@ class ResNeXtSpec:
                 f"{_key('depth')}={self.depth!r} is not supported; expected one of {allowed}"
             )
         for field in ("cardinality", "bottleneck_width", "stem_out_channels", "res2_out_channels"):
-            _require_positive_int(field, getattr(self, field))
+            require(_key(field), getattr(self, field), integer(1))
         if self.block_form not in BLOCK_FORMS:
             raise ConfigError(
                 f"{_key('block_form')}={self.block_form!r} is not a block form; expected one of "
                 "'a' (split-transform-sum), 'b' (early concatenation), 'c' (grouped convolution)"
             )
-        if not isinstance(self.stride_in_1x1, bool):
-            raise ConfigError(
-                f"{_key('stride_in_1x1')}={self.stride_in_1x1!r} is invalid; expected True or False"
-            )
+        require(_key("stride_in_1x1"), self.stride_in_1x1, boolean())
         if self.norm not in NORMS:
             raise ConfigError(
                 f"{_key('norm')}={self.norm!r} is not supported; expected one of {', '.join(NORMS)}"

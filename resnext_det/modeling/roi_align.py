@@ -20,7 +20,7 @@ from torch import nn
 from torchvision.ops import roi_align
 
 from ..config import RESNEXT_DEFAULTS
-from ..utils.errors import ConfigError
+from ..utils.value_checks import boolean, require
 
 __all__ = ["SparseROIAlign", "apply_sparse_roi_align", "roi_align_matrix", "use_sparse_roi_align"]
 
@@ -210,8 +210,5 @@ def apply_sparse_roi_align(model: nn.Module, cfg: CfgNode) -> int:
     """
     node = cfg.MODEL.get("RESNEXT") or RESNEXT_DEFAULTS
     enabled = node.get("SPARSE_ROI_ALIGN", RESNEXT_DEFAULTS["SPARSE_ROI_ALIGN"])
-    if not isinstance(enabled, bool):
-        raise ConfigError(
-            f"MODEL.RESNEXT.SPARSE_ROI_ALIGN={enabled!r} is invalid; expected True or False"
-        )
+    require("MODEL.RESNEXT.SPARSE_ROI_ALIGN", enabled, boolean())
     return use_sparse_roi_align(model) if enabled else 0

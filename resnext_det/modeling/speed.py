@@ -16,6 +16,7 @@ from detectron2.layers import Conv2d, FrozenBatchNorm2d
 from torch import nn
 
 from ..utils.errors import ConfigError
+from ..utils.value_checks import boolean, require
 
 __all__ = [
     "CHANNELS_LAST_MIN_SIDE",
@@ -160,10 +161,7 @@ class FoldedFrozenNormConv2d(LayoutConv2d):
 
 def check_speed_options(fold_frozen_bn: Any, memory_format: Any) -> None:
     """Raise a ValueError naming the key of an invalid speed option."""
-    if not isinstance(fold_frozen_bn, bool):
-        raise ConfigError(
-            f"MODEL.RESNEXT.FOLD_FROZEN_BN={fold_frozen_bn!r} is invalid; expected True or False"
-        )
+    require("MODEL.RESNEXT.FOLD_FROZEN_BN", fold_frozen_bn, boolean())
     if memory_format not in MEMORY_FORMATS:
         raise ConfigError(
             f"MODEL.RESNEXT.MEMORY_FORMAT={memory_format!r} is not supported; expected one of "

@@ -17,6 +17,7 @@ from .errors import ConfigError
 
 __all__ = [
     "Expect",
+    "boolean",
     "check_values",
     "choice",
     "integer",
@@ -25,6 +26,7 @@ __all__ = [
     "number",
     "numbers",
     "optional",
+    "require",
     "type_name",
 ]
 
@@ -146,6 +148,11 @@ def numbers(
     return _sequence_of(element, length, f"numbers {bounds}".strip())
 
 
+def boolean() -> Expect:
+    """True or False; not 1, 0 or 'yes', which a bool check in Python would mistake or miss."""
+    return Expect("True or False", lambda v: isinstance(v, bool), lambda v: True)
+
+
 def choice(*allowed: str) -> Expect:
     """One of the strings ``allowed``."""
     text = "one of " + ", ".join(repr(a) for a in allowed)
@@ -176,6 +183,19 @@ def lookup(cfg: Any, key: str, default: Any = _MISSING) -> Any:
     return node
 
 
+def require(key: str, value: Any, rule: Expect) -> None:
+    """Refuse ``value``, read from ``key``, if it breaks ``rule``.
+
+    For a value already taken out of its config, e.g. a builder's argument.
+
+    Raises:
+        ConfigError: naming the key, the value and what is expected.
+    """
+    problem = rule.problem(key, value)
+    if problem:
+        raise ConfigError(problem)
+
+
 def check_values(cfg: Any, rules: Iterable[tuple[str, Expect]]) -> None:
     """Refuse the first value of ``cfg`` that breaks its rule; keys ``cfg`` lacks are skipped
     (a config of another Detectron2 version may not have them).
@@ -185,8 +205,5 @@ def check_values(cfg: Any, rules: Iterable[tuple[str, Expect]]) -> None:
     """
     for key, rule in rules:
         value = lookup(cfg, key, _MISSING)
-        if value is _MISSING:
-            continue
-        problem = rule.problem(key, value)
-        if problem:
-            raise ConfigError(problem)
+        if value is not _MISSING:
+            require(key, value, rule)
