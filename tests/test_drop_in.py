@@ -8,9 +8,11 @@ import textwrap
 
 import pytest
 from detectron2.config import LazyConfig, instantiate
+from detectron2.layers import ROIAlign
 from detectron2.modeling import build_model
 
 from resnext_det import model_zoo
+from resnext_det.modeling import SparseROIAlign
 from resnext_det.utils.errors import MissingFileError
 
 from ._paths import CONFIGS, DEMO_CONFIG, REPO, TINY_DEMO_OPTS
@@ -55,6 +57,9 @@ def test_lazy_config_survives_save_and_load_and_equals_its_yaml_twin(lazy_name, 
     twin = build_model(cfg)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert shapes == {k: tuple(v.shape) for k, v in twin.state_dict().items()}
+    # Its poolers run sparse, as the yaml twin's do when our Trainer builds it.
+    poolers = [m for m in model.modules() if isinstance(m, ROIAlign)]
+    assert poolers and all(type(m) is SparseROIAlign for m in poolers)
 
 
 def test_lazy_stage_builder_is_a_resnext_not_detectron2s_32x2d():
@@ -140,6 +145,7 @@ USER_PROJECT = """
     assert resnext_det.__file__.startswith(sys.argv[1]), resnext_det.__file__
     from detectron2.data.datasets import register_coco_instances
     from resnext_det import model_zoo
+from resnext_det.modeling import SparseROIAlign
     from resnext_det.engine import Trainer
 
     register_coco_instances("my_train", {}, sys.argv[2], sys.argv[3])

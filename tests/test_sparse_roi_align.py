@@ -3,6 +3,7 @@
 import pytest
 import torch
 from detectron2.layers import ROIAlign
+from detectron2.modeling.poolers import ROIPooler
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 from hypothesis import given, settings
@@ -12,7 +13,7 @@ from torchvision.ops import roi_align
 from resnext_det.engine import Trainer, build_config
 from resnext_det.engine.demo_training import DEMO_CONFIG
 from resnext_det.engine.predictor import Predictor
-from resnext_det.modeling import SparseROIAlign, use_sparse_roi_align
+from resnext_det.modeling import SparseROIAlign, SparseROIPooler, use_sparse_roi_align
 from resnext_det.modeling.roi_align import roi_align_matrix
 
 from ._paths import TINY_DEMO_OPTS
@@ -164,6 +165,15 @@ def test_use_sparse_roi_align_changes_detectron2_modules_only():
     model = torch.nn.Sequential(ROIAlign((7, 7), 0.25, 2), SparseROIAlign((7, 7), 0.5, 2))
     assert use_sparse_roi_align(model) == 1
     assert all(type(m) is SparseROIAlign for m in model)
+
+
+def test_the_lazyconfig_pooler_pools_as_detectron2_s():
+    args = dict(output_size=7, scales=(1 / 4, 1 / 8), sampling_ratio=0, pooler_type="ROIAlignV2")
+    plain, sparse = ROIPooler(**args), SparseROIPooler(**args)
+    assert all(type(m) is SparseROIAlign for m in sparse.level_poolers)
+    features = [torch.randn(2, 8, 32, 32), torch.randn(2, 8, 16, 16)]
+    boxes = [Boxes(torch.tensor([[4.0, 4.0, 100.0, 60.0], [10.0, 20.0, 30.0, 26.0]]))] * 2
+    torch.testing.assert_close(sparse(features, boxes), plain(features, boxes))
 
 
 def test_predictor_uses_it(tmp_path):

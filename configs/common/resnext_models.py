@@ -4,7 +4,9 @@ The values are those of Base-RCNN-FPN-ResNeXt.yaml and Base-RCNN-C4-ResNeXt.yaml
 paper's stride in the 3x3 conv, FrozenBN, res2 frozen, RGB input normalized by the
 ImageNet mean and std (the convention of the ResNeXt weights). Change the network through
 ``stages`` (``depth``, ``num_groups`` = C, ``width_per_group`` = d); the C4 head's res5
-follows the trunk's values.
+follows the trunk's values. The RoI poolers are ``SparseROIPooler``: RoIAlign as sparse
+products on the CPU (MODEL.RESNEXT.SPARSE_ROI_ALIGN of the yaml configs; set a pooler's
+``_target_`` back to Detectron2's ``ROIPooler`` for torchvision's kernel).
 """
 
 from detectron2.config import LazyCall as L
@@ -14,6 +16,7 @@ from detectron2.modeling.backbone import BasicStem
 from resnext_det.modeling import (
     ResNeXt,
     ResNeXtRes5ROIHeads,
+    SparseROIPooler,
     make_resnext_stage,
     make_resnext_stages,
 )
@@ -43,11 +46,14 @@ fpn.backbone.bottom_up = _trunk(["res2", "res3", "res4", "res5"])
 fpn.roi_heads.mask_in_features = None
 fpn.roi_heads.mask_pooler = None
 fpn.roi_heads.mask_head = None
+fpn.roi_heads.box_pooler._target_ = SparseROIPooler
 fpn.update(PIXEL)
 
 # Mask R-CNN with FPN.
 mask_fpn = get_config("common/models/mask_rcnn_fpn.py").model
 mask_fpn.backbone.bottom_up = _trunk(["res2", "res3", "res4", "res5"])
+mask_fpn.roi_heads.box_pooler._target_ = SparseROIPooler
+mask_fpn.roi_heads.mask_pooler._target_ = SparseROIPooler
 mask_fpn.update(PIXEL)
 
 # Faster R-CNN C4, as the paper plugs the ResNeXt in (Sec. 5.4): the trunk stops at res4,
@@ -57,6 +63,7 @@ c4.backbone = _trunk(["res4"])
 c4.proposal_generator.pre_nms_topk = (12000, 6000)
 c4.proposal_generator.post_nms_topk = (2000, 1000)
 c4.roi_heads._target_ = ResNeXtRes5ROIHeads
+c4.roi_heads.pooler._target_ = SparseROIPooler
 c4.roi_heads.res5 = L(make_resnext_stage)(
     name="res5",
     depth="${...backbone.stages.depth}",

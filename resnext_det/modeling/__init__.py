@@ -19,7 +19,7 @@ from .resnext import (
     make_resnext_stage,
     make_resnext_stages,
 )
-from .roi_align import SparseROIAlign, use_sparse_roi_align
+from .roi_align import SparseROIAlign, SparseROIPooler, use_sparse_roi_align
 from .roi_heads import ResNeXtRes5ROIHeads
 from .speed import apply_speed_options
 
@@ -34,6 +34,7 @@ __all__ = [
     "ResNeXtRes5ROIHeads",
     "ResNeXtSpec",
     "SparseROIAlign",
+    "SparseROIPooler",
     "SplitTransformSumBlock",
     "apply_speed_options",
     "build_cifar_resnext",

@@ -16,6 +16,7 @@ import warnings
 import torch
 from detectron2.config import CfgNode
 from detectron2.layers import ROIAlign
+from detectron2.modeling.poolers import ROIPooler
 from torch import nn
 from torchvision.ops import roi_align
 
@@ -194,6 +195,19 @@ def use_sparse_roi_align(model: nn.Module) -> int:
             module.__class__ = SparseROIAlign
             changed += 1
     return changed
+
+
+class SparseROIPooler(ROIPooler):
+    """Detectron2's ``ROIPooler`` whose RoIAlign levels are :class:`SparseROIAlign`.
+
+    For LazyConfig models, which ``instantiate`` builds with no tool in between to call
+    :func:`use_sparse_roi_align`: a pooler's ``_target_`` carries the choice in the config
+    (``configs/common/resnext_models.py``). Same arguments as ``ROIPooler``.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        use_sparse_roi_align(self)
 
 
 def apply_sparse_roi_align(model: nn.Module, cfg: CfgNode) -> int:
