@@ -145,7 +145,6 @@ USER_PROJECT = """
     assert resnext_det.__file__.startswith(sys.argv[1]), resnext_det.__file__
     from detectron2.data.datasets import register_coco_instances
     from resnext_det import model_zoo
-from resnext_det.modeling import SparseROIAlign
     from resnext_det.engine import Trainer
 
     register_coco_instances("my_train", {}, sys.argv[2], sys.argv[3])

@@ -23,7 +23,13 @@ from torchvision.ops import roi_align
 from ..config import RESNEXT_DEFAULTS
 from ..utils.value_checks import boolean, require
 
-__all__ = ["SparseROIAlign", "apply_sparse_roi_align", "roi_align_matrix", "use_sparse_roi_align"]
+__all__ = [
+    "SparseROIAlign",
+    "SparseROIPooler",
+    "apply_sparse_roi_align",
+    "roi_align_matrix",
+    "use_sparse_roi_align",
+]
 
 
 def roi_align_matrix(
