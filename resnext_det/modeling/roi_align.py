@@ -12,6 +12,7 @@ precision, tracing and export) torchvision's kernel runs as before.
 """
 
 import warnings
+from typing import Any
 
 import torch
 from detectron2.config import CfgNode
@@ -211,7 +212,7 @@ class SparseROIPooler(ROIPooler):
     (``configs/common/resnext_models.py``). Same arguments as ``ROIPooler``.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         use_sparse_roi_align(self)
 
