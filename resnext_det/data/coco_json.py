@@ -74,6 +74,11 @@ def _entry_problem(key: str, index: int, entry: Any) -> Optional[str]:
         wrong += [f for f in ("height", "width") if not _is_size(entry[f])]
         if not isinstance(entry["file_name"], str):
             wrong.append("file_name")
+    if key == "annotations" and entry.get("iscrowd", 0) not in (0, 1):  # NaN included
+        return (
+            f"{key}[{index}] has iscrowd={entry['iscrowd']!r}; expected 0 or 1 (Detectron2 "
+            "would take any other value for a crowd and drop the box)"
+        )
     if wrong:
         values = ", ".join(f"{f}={entry[f]!r} (a {type(entry[f]).__name__})" for f in wrong)
         what = "positive numbers for height and width, " if key == "images" else ""
@@ -101,6 +106,22 @@ def coco_json_problem(data: Any) -> Optional[str]:
     kinds = {type(image["id"]).__name__ for image in data["images"]}
     if len(kinds) > 1:
         return f"mixes image ids of types {sorted(kinds)}; expected ids of one type"
+    return _category_id_type_problem(data)
+
+
+def _category_id_type_problem(data: dict) -> Optional[str]:
+    """An annotation's category id of another type than the categories' ids: ``"1"`` for
+    the category 1, which Detectron2 reports as an id that does not exist."""
+    kinds = {type(category["id"]) for category in data["categories"]}
+    for index, annotation in enumerate(data["annotations"]):
+        given = annotation["category_id"]
+        if type(given) not in kinds:
+            names = " and ".join(sorted(kind.__name__ for kind in kinds))
+            return (
+                f"annotations[{index}] has category_id={given!r} (a {type(given).__name__}), "
+                f"but the ids under 'categories' are {names}; expected the same type "
+                f"(Detectron2 would find no category {given!r})"
+            )
     return None
 
 
