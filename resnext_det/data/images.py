@@ -144,9 +144,11 @@ def open_image(path: os.PathLike) -> Image.Image:
     except DecompressionBomb as e:
         raise DataError(f"{path}: {bomb_text(e)}; expected a smaller image") from e
     except (OSError, ValueError, SyntaxError) as e:
+        # PIL's message may name the file too ("cannot identify image file 'x.png'").
+        detail = re.sub(rf"\s*'?{re.escape(str(path))}'?", "", str(e))
         raise DataError(
-            f"{path} cannot be read as an image ({e.__class__.__name__}: {e}); expected an "
-            "image file PIL reads (JPEG, PNG, ...)"
+            f"{path} cannot be read as an image ({e.__class__.__name__}: {detail}); expected "
+            "an image file PIL reads (JPEG, PNG, ...)"
         ) from e
     kind = unsupported_mode(image.mode)
     if kind:
