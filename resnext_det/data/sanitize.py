@@ -43,6 +43,7 @@ __all__ = [
     "SkippingDatasetMapper",
     "check_dataset_jsons",
     "check_image_files",
+    "check_same_classes",
     "dataset_json_files",
     "load_registered",
     "sanitize_annotations",
@@ -232,8 +233,41 @@ def check_dataset_jsons(name: str) -> None:
             raise type(e)(f"dataset {name!r}: {e}") from e
 
 
+def check_same_classes(names: Sequence[str]) -> None:
+    """The datasets ``names`` (those loaded, whose classes are known) have the same classes
+    in the same order: class k of a model is the k-th category, by id, of every dataset it
+    trains or is scored on.
+
+    Detectron2's loader checks the datasets it loads together
+    (``check_metadata_consistency``); a run's training and test sets must agree too. Two
+    training sets of other classes (``tree``, ``bush``) would otherwise train as one class,
+    and a test set listing the same classes under other ids would be scored with its
+    classes swapped.
+
+    Raises:
+        DataError: naming two datasets that differ and their classes.
+    """
+    known = [(name, MetadataCatalog.get(name).get("thing_classes", None)) for name in names]
+    known = [(name, list(classes)) for name, classes in known if classes is not None]
+    for name, classes in known[1:]:
+        first, first_classes = known[0]
+        if classes != first_classes:
+            raise DataError(
+                f"dataset {name!r} has the classes {classes} where dataset {first!r} has "
+                f"{first_classes} (in the order of their category ids); expected the same "
+                "classes in the same order in every dataset of a run (the model's class k is "
+                "category k of each)"
+            )
+
+
 def load_registered(name: str) -> list[dict]:
-    """A registered dataset's records, with loader errors turned into one-line errors."""
+    """A registered dataset's records, with loader errors turned into one-line errors.
+
+    Raises:
+        ConfigError: ``name`` is not registered.
+        DataError: the dataset cannot be loaded, or holds no image (Detectron2's loader
+            refuses an empty dataset too).
+    """
     if name not in DatasetCatalog.list():
         some = ", ".join(sorted(DatasetCatalog.list())[:8])
         raise ConfigError(
@@ -241,7 +275,7 @@ def load_registered(name: str) -> list[dict]:
             "(see datasets/README.md for the COCO splits and the demo data)"
         )
     try:
-        return DatasetCatalog.get(name)
+        records = DatasetCatalog.get(name)
     except FileNotFoundError as e:
         raise DataError(
             f"dataset {name!r}: {e.filename or e} does not exist; expected its annotation "
@@ -249,6 +283,9 @@ def load_registered(name: str) -> list[dict]:
         ) from e
     except (KeyError, ValueError, TypeError, AssertionError) as e:  # bad json, unknown id, ...
         raise DataError(f"dataset {name!r} cannot be loaded: {_loader_reason(name, e)}") from e
+    if not records:
+        raise DataError(f"dataset {name!r} holds no image; expected a dataset with images")
+    return records
 
 
 def _loader_reason(name: str, error: Exception) -> str:
