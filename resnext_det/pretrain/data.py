@@ -132,10 +132,32 @@ def _read_cifar_pickle(path: Path) -> dict:
     return data
 
 
+def _check_each_folder_once(root: Path) -> None:
+    """Refuse a folder that ``root`` reaches twice: a link back up the tree (a loop) or to a
+    folder the split holds already. torchvision's ImageFolder follows links and would read
+    its images again, under the class of the link (a loop: until the path is too long), with
+    no word. A link to a folder kept elsewhere is read as any other folder.
+
+    Raises:
+        DataError: naming the link and the folder it leads to.
+    """
+    first_seen: dict[str, str] = {}
+    for folder, _, _ in os.walk(root, followlinks=True):  # as ImageFolder walks
+        real = os.path.realpath(folder)
+        if real in first_seen:
+            raise DataError(
+                f"{folder} leads to {first_seen[real]}, a folder the split reads already; "
+                "expected each folder once (torchvision follows links and would read its "
+                "images again)"
+            )
+        first_seen[real] = folder
+
+
 class _ImageFolderSplit(Dataset):
     """``<root>/<class>/*``, with class indices from ``classes`` (default: its own folders)."""
 
     def __init__(self, root: Path, classes: Optional[Sequence[str]] = None):
+        _check_each_folder_once(root)
         try:
             folder = tv_datasets.ImageFolder(str(root))
         except FileNotFoundError as e:  # no class folder, or a class folder without images
