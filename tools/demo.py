@@ -6,10 +6,12 @@
         MODEL.WEIGHTS output/demo/model_final.pth
 
 Writes <image>_pred.png for each image (boxes, classes and scores drawn by Detectron2's
-Visualizer) and detections.json (boxes in the image's pixels, x0 y0 x1 y1). Weight files
-are loaded without running code in them.
+Visualizer; numbered, x_2_pred.png, where two images share a name, as x.png and x.PNG or
+x.png of two folders do) and detections.json (boxes in the image's pixels, x0 y0 x1 y1;
+"drawn" names each image's drawing). Weight files are loaded without running code in them.
 
-Refused in one line (exit code 2) before any image is read: MODEL.WEIGHTS empty, or
+Refused in one line (exit code 2) before any image is read: a --confidence-threshold
+outside 0 to 1 (NaN included), MODEL.WEIGHTS empty, or
 weights that do not provide the whole detector (another network; an ImageNet trunk), or
 a weight file that is corrupt, holds code, or holds NaN/inf; an --output that is a file
 or cannot be written. An image that cannot be read is skipped and the others are

@@ -7,15 +7,17 @@
     python tools/export_model.py ... --format torchscript --export-method scripting
     python tools/export_model.py ... --format onnx --export-method tracing
 
-Writes model.ts (TorchScript, with its IR dumped beside it) or model.onnx to --output,
-then runs the exported model beside the eager one on the sample images (--sample-image,
-else the first images of DATASETS.TEST[0]) and prints how far their detections are
-apart; exits 1 if they differ. The speed options (MODEL.RESNEXT) export as they are.
+Writes model.ts (TorchScript, with its IR dumped beside it) or model.onnx (taking images
+of any height and width) to --output, then runs the exported model beside the eager one
+on the sample images (--sample-image, else the first images of DATASETS.TEST[0]) and
+prints how far their detections are apart; exits 1 if they differ. The speed options
+(MODEL.RESNEXT) export as they are.
 
 Refused in one line (exit code 2) before the export: MODEL.WEIGHTS empty, weights that
 do not provide the whole detector, a weight file that is corrupt, holds code or holds
-NaN/inf, and an --output that is a file or cannot be written. model.ts / model.onnx are
-written whole or not at all.
+NaN/inf, an --output that is a file or cannot be written, a sample image that is missing
+or no readable 8-bit image (a decompression bomb included), and test data that cannot be
+loaded. model.ts / model.onnx are written whole or not at all.
 """
 
 from resnext_det.utils.cli import set_tool_policy
