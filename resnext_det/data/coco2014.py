@@ -29,7 +29,7 @@ from detectron2.data.datasets import load_coco_json
 
 from ..utils.atomic_io import write_text_atomically
 from ..utils.errors import DataError, MissingFileError
-from .coco_json import coco_json_problem, duplicate_problem
+from .coco_json import coco_json_problem, duplicate_problem, read_coco_json
 
 __all__ = [
     "COCO_SPLITS",
@@ -178,8 +178,9 @@ def build_minival_jsons(root: os.PathLike) -> list[Path]:
 
     Raises:
         MissingFileError: the val json or the id list is missing (and the two jsons too).
-        DataError: the id list is empty or not integers, names images that val2014 does
-            not hold, or contradicts jsons it did not build.
+        DataError: the val json is not a COCO instances json Detectron2 can load, the id
+            list is empty or not integers, names images that val2014 does not hold, or
+            contradicts jsons it did not build.
     """
     ann = Path(root) / "coco" / "annotations"
     minival, rest = ann / "instances_minival2014.json", ann / "instances_valminusminival2014.json"
@@ -193,7 +194,10 @@ def build_minival_jsons(root: os.PathLike) -> list[Path]:
     source = {val_json.name: _sha256(val_json), ids_file.name: _sha256(ids_file)}
     if all(_built_from(path) == source for path in (minival, rest)):
         return []
-    val = _read_json(val_json)
+    val = read_coco_json(val_json)
+    problem = coco_json_problem(val)  # before splitting it: the parts would inherit it
+    if problem:
+        raise DataError(f"{val_json}: {problem}")
     if _check_foreign_jsons([minival, rest], ids, val, ids_file):
         return []
     unknown = ids - {image["id"] for image in val["images"]}
