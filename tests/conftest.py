@@ -19,6 +19,18 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 
 @pytest.fixture(scope="session", autouse=True)
+def no_downloads(tmp_path_factory) -> None:
+    """No test reaches the internet or the user's weight caches: torch hub's and iopath's
+    caches are the session's own, and a weight name that would download meets a mirror
+    nobody serves (a closed port on 127.0.0.1), so it ends in its one-line error. Tests of
+    downloads set their own server as the mirror."""
+    caches = tmp_path_factory.mktemp("weight_caches")
+    os.environ["TORCH_HOME"] = str(caches / "torch")
+    os.environ["FVCORE_CACHE"] = str(caches / "iopath")
+    os.environ["RESNEXT_DET_MIRROR"] = "http://127.0.0.1:9"
+
+
+@pytest.fixture(scope="session", autouse=True)
 def registered() -> None:
     """The ResNeXt components in Detectron2's registries, as a user's project would have them."""
     register_resnext_backbone()

@@ -154,7 +154,8 @@ def test_add_resnext_config_is_idempotent():
 
 
 def test_training_frozen_random_layers_is_refused():
-    cfg = build_config(str(CONFIGS / "faster_rcnn_X50_32x4d.yaml"))
+    # The shipped config names its ImageNet weights; without them:
+    cfg = build_config(str(CONFIGS / "faster_rcnn_X50_32x4d.yaml"), ["MODEL.WEIGHTS", ""])
     with pytest.raises(ValueError, match=r"MODEL\.WEIGHTS is empty.*FREEZE_AT=2.*NORM='FrozenBN'"):
         check_can_train(cfg)
     cfg.MODEL.WEIGHTS = "imagenet_x50.pth"

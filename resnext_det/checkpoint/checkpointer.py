@@ -1,9 +1,11 @@
 """Detectron2's checkpointer, reading through the one safe reader and saving atomically.
 
-Detectron2 loads ``.pkl`` files with ``pickle.load`` and downloads URLs; this checkpointer
-reads every file with :func:`~.safe_load.load_weight_file` (no code runs, each broken file
-ends in one line naming it) and checks its weights finite. Checkpoints are written to a
-temporary file, then renamed, so a run killed mid-save leaves the previous checkpoint and
+Detectron2 loads ``.pkl`` files with ``pickle.load`` and downloads URLs unchecked; this
+checkpointer resolves what it is given (:func:`~.resolve.resolve_weights`: a published
+name or a URL downloaded and checked, a file in another format converted) and reads every
+file with :func:`~.safe_load.load_weight_file` (no code runs, each broken file ends in one
+line naming it) and checks its weights finite. Checkpoints are written to a temporary
+file, then renamed, so a run killed mid-save leaves the previous checkpoint and
 ``last_checkpoint`` intact for ``--resume``.
 """
 
@@ -18,13 +20,12 @@ from torch import nn
 
 from ..utils.atomic_io import write_atomically, write_text_atomically
 from ..utils.errors import WeightsError
+from .resolve import resolve_weights
 from .safe_load import (
     check_finite_weights,
     drop_caffe2_momentum,
     load_weight_file,
     reason_of,
-    refuse_url,
-    require_local_file,
 )
 
 __all__ = ["SafeDetectionCheckpointer", "read_checkpoint"]
@@ -33,18 +34,21 @@ __all__ = ["SafeDetectionCheckpointer", "read_checkpoint"]
 class SafeDetectionCheckpointer(DetectionCheckpointer):
     """Detectron2's checkpointer: files load without executing code and save atomically.
 
-    Every file is read by :func:`load_weight_file` and its weights checked finite, so a
-    URL, a missing, corrupt, crafted or NaN file ends in one line naming it.
+    Every name is resolved (:func:`resolve_weights`), every file read by
+    :func:`load_weight_file` and its weights checked finite, so a failed download, a
+    missing, corrupt, crafted or NaN file ends in one line naming it.
     """
 
     # How errors name the file being loaded (read_checkpoint sets the config key).
     label: Optional[str] = None
 
     def load(self, path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """Detectron2's ``load``, which refuses a URL or a missing file in one line (fvcore
-        would download the one and assert on the other)."""
+        """Detectron2's ``load`` of what ``path`` names once resolved: a published name or
+        a URL downloaded and checked, a file in another format converted, a missing file
+        refused in one line (fvcore would assert)."""
         if path:
-            require_local_file(urlparse(path)._replace(query="").geturl(), self.label or str(path))
+            label = self.label or str(path)
+            path = resolve_weights(path, label, self.model.state_dict().keys()).path
         return super().load(path, *args, **kwargs)
 
     def save(self, name: str, **kwargs: Any) -> None:
@@ -103,18 +107,24 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
         return dict(data)
 
 
-def read_checkpoint(path: str, label: Optional[str] = None) -> dict[str, Any]:
+def read_checkpoint(
+    path: str, label: Optional[str] = None, model: Optional[nn.Module] = None
+) -> dict[str, Any]:
     """A weight file's content as Detectron2's checkpointer will see it, read safely.
 
-    The same formats and flags as :meth:`SafeDetectionCheckpointer.load` (``"model"``,
-    ``"matching_heuristics"``, ``"__author__"``), without loading anything into a model.
+    The same resolution, formats and flags as :meth:`SafeDetectionCheckpointer.load`
+    (``"model"``, ``"matching_heuristics"``, ``"__author__"``), without loading anything
+    into a model.
 
     Args:
-        path: the file, as ``MODEL.WEIGHTS`` names it (a ``?matching_heuristics=True``
-            query included).
+        path: the file, as ``MODEL.WEIGHTS`` names it (a published name, a URL, a
+            ``?matching_heuristics=True`` query included).
         label: how errors name it (default: the path).
+        model: the model it is for, as the checkpointer would be given it (a file that has
+            its names is read as it is, not converted).
     """
-    refuse_url(path, label)
+    keys = model.state_dict().keys() if model is not None else None
+    path = resolve_weights(path, label, keys).path
     parsed = urlparse(path)  # Detectron2 accepts "file.pth?matching_heuristics=True"
     local = parsed._replace(query="").geturl()
     reader = SafeDetectionCheckpointer(nn.Module())

@@ -46,7 +46,8 @@ def check_weights_fit(
 
     Args:
         model: the model the weights will be loaded into.
-        path: the weight file (read safely: no code in it runs).
+        path: the weight file, a published name or a URL (resolved as the checkpointer
+            resolves it; read safely: no code in it runs).
         scope: which of the model's tensor names must be provided (default: all of them
             but the buffers Detectron2 builds from the config).
         what: how the file is named in the error (the config key, or "the last checkpoint").
@@ -55,13 +56,14 @@ def check_weights_fit(
         How many of the model's tensors the file provides.
 
     Raises:
-        WeightsError: the file cannot be read (a URL, missing, not a weight file, corrupt,
-            holding code), holds non-finite values, or leaves tensors in scope unprovided or
-            of another shape (the first few are named, with both shapes).
+        WeightsError: the file cannot be had or read (a failed download, missing, not a
+            weight file, corrupt, holding code), holds non-finite values, or leaves tensors
+            in scope unprovided or of another shape (the first few are named, with both
+            shapes).
     """
-    # Read as the run will read it; a URL, a missing, corrupt, crafted or non-finite
-    # file ends here in one line (resnext_det.checkpoint.safe_load).
-    checkpoint = read_checkpoint(path, label=f"{what}={path!r}")
+    # Read as the run will read it (resolved, downloaded, converted); a failed download,
+    # a missing, corrupt, crafted or non-finite file ends here in one line.
+    checkpoint = read_checkpoint(path, label=f"{what}={path!r}", model=model)
     weights = checkpoint.get("model", checkpoint)
     if not isinstance(weights, dict):
         raise WeightsError(f"{what}={path!r} holds no state dict; expected a weight file")

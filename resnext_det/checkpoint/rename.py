@@ -64,6 +64,16 @@ class InputConventions:
     pixel_std: tuple[float, float, float]
     stride_in_1x1: bool
 
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, Any]) -> "InputConventions":
+        """The conventions as the converter saves them (``dataclasses.asdict``)."""
+        return cls(
+            saved["format"],
+            tuple(saved["pixel_mean"]),
+            tuple(saved["pixel_std"]),
+            bool(saved["stride_in_1x1"]),
+        )
+
 
 IMAGENET_RGB = InputConventions(
     "RGB", (123.675, 116.28, 103.53), (58.395, 57.12, 57.375), stride_in_1x1=False
@@ -228,13 +238,7 @@ def _from_resnext_det(data: Mapping[str, Any]) -> Renamed:
     unmatched = [k for k in state if not _OURS.match(k)]
     conventions = IMAGENET_RGB
     if "conventions" in data:  # a file the converter wrote
-        saved = data["conventions"]
-        conventions = InputConventions(
-            saved["format"],
-            tuple(saved["pixel_mean"]),
-            tuple(saved["pixel_std"]),
-            bool(saved["stride_in_1x1"]),
-        )
+        conventions = InputConventions.from_dict(data["conventions"])
     elif "input" in meta:
         inputs = meta["input"]
         conventions = InputConventions(

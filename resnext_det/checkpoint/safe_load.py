@@ -7,9 +7,10 @@ containers and refuses everything else before it is called.
 
 Every weight file goes through :func:`load_weight_file`, which reads it by its content (a
 torch zip, a pickle, safetensors), not by its name, and turns each way a file can be
-wrong into one line naming it: a URL (nothing is downloaded), a missing file, a text file,
-a truncated or corrupt one, a pickle asking for Python objects (torch's own message would
-advise loading it with ``weights_only=False``, that is, running them). Its tensors must
+wrong into one line naming it: a URL (:mod:`.resolve` downloads those first), a missing
+file, a text file, a truncated or corrupt one, a pickle asking for Python objects (torch's
+own message would advise loading it with ``weights_only=False``, that is, running them).
+Its tensors must
 then be finite (:func:`check_finite_weights`): NaN weights would evaluate to AP nan, or
 train into a loss blamed on the learning rate.
 
@@ -67,11 +68,12 @@ def reason_of(error: BaseException) -> str:
 
 
 def refuse_url(path: str, label: Optional[str] = None) -> None:
-    """Refuse a URL (``http://``, ``detectron2://``): this project downloads nothing."""
+    """Refuse a URL (``https://``, ``detectron2://``): the readers read local files, and
+    names are resolved before (:func:`~.resolve.fetch_weights`, the checkpointer)."""
     if "://" in str(path):
         raise WeightsError(
-            f"{label or path} is a URL; expected a local weight file (nothing is downloaded: "
-            "fetch the file first and give its path)"
+            f"{label or path} is a URL; expected a local weight file (fetch_weights of "
+            "resnext_det.checkpoint.resolve downloads one)"
         )
 
 

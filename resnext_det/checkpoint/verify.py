@@ -28,9 +28,12 @@ from .convert import Conversion
 from .rename import INFERRED_FIELDS, drop_classifier
 from .safe_load import drop_caffe2_momentum, state_dict_of
 
-__all__ = ["FeatureComparison", "compare_features"]
+__all__ = ["TOLERANCE", "FeatureComparison", "compare_features"]
 
 FEATURES = list(FEATURE_NAMES)  # what both models return: the stem and every stage
+# Float32 sums in another order differ by about 1e-6 of the feature scale; a wrong
+# convention or a misplaced weight differs by its whole scale.
+TOLERANCE = 1e-4
 
 
 @dataclass
@@ -47,6 +50,11 @@ class FeatureComparison:
             self.max_abs_diff[k] / max(self.max_abs_value[k], 1e-12) for k in self.max_abs_diff
         ]
         return math.nan if any(math.isnan(r) for r in ratios) else max(ratios)
+
+    @property
+    def exact(self) -> bool:
+        """Whether the features agree within :data:`TOLERANCE` of their scale (NaN: never)."""
+        return self.worst_relative <= TOLERANCE
 
     def summary(self) -> str:
         # max() skips a NaN that comes first: rank NaN above every number.
@@ -102,6 +110,9 @@ class _TorchvisionFeatures(nn.Module):
     def __init__(self, spec: ResNeXtSpec, state: Mapping[str, Any], use_timm: bool):
         super().__init__()
         layers = list(BLOCKS_PER_STAGE[spec.depth])
+        # The file's own classifier (a fine-tuned one may have other than 1000 classes).
+        fc = state.get("fc.weight")
+        num_classes = int(fc.shape[0]) if fc is not None else 1000
         if use_timm:
             from timm.models.resnet import Bottleneck as TimmBottleneck
             from timm.models.resnet import ResNet as TimmResNet
@@ -111,12 +122,17 @@ class _TorchvisionFeatures(nn.Module):
                 layers,
                 cardinality=spec.cardinality,
                 base_width=spec.bottleneck_width,
+                num_classes=num_classes,
             )
         else:
             from torchvision.models.resnet import Bottleneck, ResNet
 
             self.net = ResNet(
-                Bottleneck, layers, groups=spec.cardinality, width_per_group=spec.bottleneck_width
+                Bottleneck,
+                layers,
+                groups=spec.cardinality,
+                width_per_group=spec.bottleneck_width,
+                num_classes=num_classes,
             )
         self.net.load_state_dict(state, strict=True)
 

@@ -19,6 +19,7 @@ from detectron2.utils import comm
 from torch import nn
 
 from ..checkpoint import SafeDetectionCheckpointer
+from ..checkpoint.conventions import check_lazy_config_conventions
 from ..checkpoint.fit import check_weights_fit, pretrained_scope
 
 __all__ = ["do_test", "do_train"]
@@ -79,6 +80,7 @@ def do_train(cfg: Any, resume: bool = False) -> nn.Module:
             scope=pretrained_scope,
             what="train.init_checkpoint",
         )
+        check_lazy_config_conventions(cfg)  # RGB or BGR, pixel statistics, stride
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=resume)
     # A checkpoint stores the iteration that just finished: start at the next.
     start_iter = trainer.iter + 1 if resume and checkpointer.has_checkpoint() else 0
