@@ -16,7 +16,7 @@ import secrets
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Optional
 
 from .errors import OutputError
 
@@ -54,12 +54,24 @@ def write_atomically(path: os.PathLike, write: Callable[[BinaryIO], None]) -> No
         os.replace(partial, path)
     except BaseException as e:  # a kill by signal included: nothing half-written remains
         partial.unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.errno is not None and not isinstance(e, OutputError):
+        failed = _failed_write(e)
+        if failed is not None:
             raise OutputError(
-                f"cannot write {path} ({e.strerror}); expected a writable folder with free "
-                f"space (the previous {path.name}, if there was one, is intact)"
+                f"cannot write {path} ({failed.strerror}); expected a writable folder with "
+                f"free space (the previous {path.name}, if there was one, is intact)"
             ) from e
         raise
+
+
+def _failed_write(error: BaseException) -> Optional[OSError]:
+    """The OSError of the file system behind ``error``: ``error`` itself, or the one it was
+    raised while handling (torch's zip writer turns a failed write of ours into a
+    ``RuntimeError("... unexpected pos ...")``); None if there is none."""
+    while error is not None and not isinstance(error, OutputError):
+        if isinstance(error, OSError) and error.errno is not None:
+            return error
+        error = error.__context__
+    return None
 
 
 def write_text_atomically(path: os.PathLike, text: str) -> None:
