@@ -307,11 +307,18 @@ def test_redirects_are_followed_only_on_the_same_host(server):
     assert not cache_path(elsewhere).exists()
 
 
-def test_without_network_the_line_says_what_to_fetch_by_hand_and_where(caches, monkeypatch):
+@pytest.mark.parametrize("through", ["the mirror", "the publisher"])
+def test_without_network_the_line_says_what_to_fetch_by_hand_and_where(
+    caches, monkeypatch, through
+):
     with WeightsServer() as gone:
         pass  # stopped: its port answers no more, as a host that cannot be reached
-    monkeypatch.setenv(MIRROR_ENV, gone.base)
-    url = f"{TORCHVISION}resnext50_32x4d-7cdf4587.pth"
+    if through == "the mirror":
+        monkeypatch.setenv(MIRROR_ENV, gone.base)
+        url = f"{TORCHVISION}resnext50_32x4d-7cdf4587.pth"
+    else:  # no mirror: the publisher itself is out of reach (a host on 127.0.0.1 here)
+        monkeypatch.delenv(MIRROR_ENV)
+        url = f"https://127.0.0.1:{gone.port}/models/resnext50_32x4d-7cdf4587.pth"
     with pytest.raises(WeightsError, match=r"cannot download") as offline:
         fetch(url, "MODEL.WEIGHTS='ResNeXt50_32X4D_Weights.IMAGENET1K_V1'")
     expected = f"fetch {url} by hand and save it as {cache_path(url)}"
@@ -432,8 +439,8 @@ def test_published_weights_bring_their_conventions(server, caches, msra_r50_res4
         check_config_conventions(ours)
     assert str(refused.value).endswith(
         "expected INPUT.FORMAT='BGR', MODEL.PIXEL_MEAN=[103.53, 116.28, 123.675], "
-        "MODEL.PIXEL_STD=[1.0, 1.0, 1.0], MODEL.RESNETS.STRIDE_IN_1X1=True (weights fed another "
-        "input convention train, several AP worse)"
+        "MODEL.PIXEL_STD=[1.0, 1.0, 1.0], MODEL.RESNETS.STRIDE_IN_1X1=True (with other "
+        "conventions the weights still load and train, several AP worse)"
     )
     # Detectron2's zoo config that names them, with the backbone switched to ours.
     zoo = Path(detectron2.__file__).parent / "model_zoo" / "configs"

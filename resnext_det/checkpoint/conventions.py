@@ -77,8 +77,8 @@ def check_conventions(
         wanted = ", ".join(f"{key}={_shown(expected)!r}" for key, _, expected in wrong)
         raise ConfigError(
             f"{what} was trained with {describe_conventions(weights)}, but the config has "
-            f"{found}; expected {wanted} (weights fed another input convention train, "
-            "several AP worse)"
+            f"{found}; expected {wanted} (with other conventions the weights still load and "
+            "train, several AP worse)"
         )
 
 

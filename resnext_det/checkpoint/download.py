@@ -246,10 +246,16 @@ def _download(url: str, cached: Path, label: str) -> None:
                     f"{label}: {where} sent nothing for {timeout:g} s; expected a server that "
                     f"answers ({TIMEOUT_ENV} sets the wait): run again to resume"
                 ) from None
+            by_hand = f"fetch {url} by hand and save it as {cached}"
+            if origin:
+                raise WeightsError(
+                    f"{label}: cannot download {source} ({reason}); expected the mirror "
+                    f"{MIRROR_ENV}={os.environ[MIRROR_ENV]!r} to answer, or {by_hand}"
+                ) from None
             raise WeightsError(
-                f"{label}: cannot download {source} ({reason}); expected network access. "
-                f"Without it, fetch {url} by hand and save it as {cached}, or set "
-                f"{MIRROR_ENV} to a mirror holding {urlparse(url).netloc}{urlparse(url).path}"
+                f"{label}: cannot download {url} ({reason}); expected network access. "
+                f"Without it, {by_hand}, or set {MIRROR_ENV} to a mirror holding "
+                f"{urlparse(url).netloc}{urlparse(url).path}"
             ) from None
     digest = sha256_of(partial)
     problem = _hash_problem(url, cached, digest)
