@@ -6,9 +6,10 @@ Detectron2's tools/lazyconfig_train_net.py flow and flags (--config-file, --resu
 ``key=value`` overrides, and weight files loaded safely:
 
     python tools/lazyconfig_train_net.py --config-file configs/faster_rcnn_X50_32x4d_FPN.py \\
-        train.init_checkpoint=/path/to/imagenet_x50_32x4d.pth train.device=cpu
+        train.device=cpu
 
-As train_net.py: train.init_checkpoint must fit the model (its trunk for training, all of
+As train_net.py: train.init_checkpoint (a file, or a published name or URL, downloaded,
+checked and converted on first use) must fit the model (its trunk for training, all of
 it for --eval-only, which refuses an empty one) and be a finite, safe weight file; the
 launching process holds train.output_dir for the run, and a SIGTERM to it ends its
 workers too.

@@ -8,8 +8,7 @@ once complete, so rerunning the same command after a kill picks up where it stop
 
     python tools/train_appendix_b.py --num-gpus 8 \\
         --rpn-config-file configs/appendix_b/X50_32x4d_rpn.yaml \\
-        --config-file configs/appendix_b/X50_32x4d_fast_rcnn.yaml \\
-        MODEL.WEIGHTS /path/to/imagenet_x50_32x4d.pth
+        --config-file configs/appendix_b/X50_32x4d_fast_rcnn.yaml
 
 --config-file is the Fast R-CNN step (the detector you end up with); trailing KEY VALUE
 overrides apply to both steps. Schedules scale linearly from 8 GPUs to --num-gpus
