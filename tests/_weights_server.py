@@ -18,6 +18,7 @@ FAULTS = (
     "cut_once",  # the first answer stops halfway, the next ones are whole
     "cut_always",  # every answer stops halfway through what it announces
     "no_range",  # range requests get the whole file (200), as from a simple server
+    "wrong_range",  # range requests get the whole file as a part (206 from byte 0)
     "html",  # an HTML page, announced as text/html
     "html_as_file",  # an HTML page, announced as application/octet-stream
     "hang",  # accepts the request, never answers
@@ -58,12 +59,18 @@ class _Handler(BaseHTTPRequestHandler):
         found = re.fullmatch(r"bytes=(\d+)-", wanted or "")
         if found and "no_range" not in faults:
             start = int(found[1])
+        if start >= len(data) > 0:
+            self.send_error(416)  # Range Not Satisfiable: nothing is there from start on
+            return
+        part = bool(start)
+        if found and "wrong_range" in faults:
+            start, part = 0, True
         body = data[start:]
-        self.send_response(206 if start else 200)
+        self.send_response(206 if part else 200)
         kind = "text/html" if "html" in faults else "application/octet-stream"
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
-        if start:
+        if part:
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         self.end_headers()
         cut = "cut_always" in faults or ("cut_once" in faults and owner.count(path) == 1)

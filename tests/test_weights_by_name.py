@@ -217,15 +217,42 @@ def test_a_file_already_in_the_users_cache_is_used_as_it_is(server, caches, caps
     assert f"recorded the sha256 of {by_hand}: sha256 {_sha256(data)}" in capsys.readouterr().err
 
 
+def test_a_mirror_may_be_a_folder(caches, monkeypatch, tmp_path):
+    data = bytes(range(256)) * 300
+    url = _hashed_url("folder", data)
+    copy = tmp_path / "mirror" / WeightsServer.path_of(url).lstrip("/")
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(data)
+    monkeypatch.setenv(MIRROR_ENV, (tmp_path / "mirror").as_uri())  # file:///...
+    assert fetch(url).read_bytes() == data
+
+
 @pytest.mark.parametrize(
-    "faults,second", [(("cut_once",), "resumed"), (("cut_once", "no_range"), "whole again")]
+    "faults,second",
+    [
+        (("cut_once",), "resumed"),
+        (("cut_once", "no_range"), "whole again"),
+        (("cut_once", "wrong_range"), "refused, then whole again"),
+    ],
 )
 def test_a_cut_connection_resumes_or_downloads_again(server, faults, second):
     data = bytes(range(256)) * 2000
     url = _hashed_url("cut", data)
     server.put(url, data, *faults)
     assert fetch(url).read_bytes() == data
-    assert server.requests_for(url) == [None, f"bytes={len(data) // 2}-"]
+    requests = [None, f"bytes={len(data) // 2}-"]
+    assert server.requests_for(url) == requests + ([None] if "wrong_range" in faults else [])
+
+
+def test_a_stale_partial_file_longer_than_the_file_is_downloaded_again(server):
+    data = bytes(range(256)) * 200
+    url = _hashed_url("stale", data)
+    server.put(url, data)
+    cached = cache_path(url)
+    cached.parent.mkdir(parents=True)
+    cached.with_name(cached.name + ".partial").write_bytes(bytes(len(data) + 10))
+    assert fetch(url).read_bytes() == data
+    assert server.requests_for(url) == [f"bytes={len(data) + 10}-", None]  # 416, then whole
 
 
 def test_a_connection_cut_every_time_ends_in_one_line_and_a_later_run_resumes(server):

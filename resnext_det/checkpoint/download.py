@@ -278,7 +278,11 @@ def _transfer(source: str, partial: Path, timeout: float) -> None:
     request = Request(source, headers={"Range": f"bytes={offset}-"} if offset else {})
     try:
         with build_opener(_SameHostRedirects).open(request, timeout=timeout) as response:
-            if getattr(response, "status", None) != 206 or not _resumes_at(response, offset):
+            resumed = getattr(response, "status", None) == 206
+            if resumed and not _resumes_at(response, offset):  # a part from elsewhere
+                partial.unlink()
+                raise _Cut(f"{offset} bytes (the server answered from another offset)")
+            if not resumed:
                 offset = received = 0  # the whole file again: a clean re-download
             remaining = response.headers.get("Content-Length", "")
             total = offset + int(remaining) if remaining.isdigit() else None
