@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import urlparse
 
+import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from torch import nn
@@ -85,8 +86,8 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
                     f"{label}: {reason_of(e)}; expected at most '?matching_heuristics=True' after "
                     "the file name"
                 ) from e
-        if isinstance(data.get("model"), Mapping):
-            check_finite_weights(data["model"], label)
+        _check_tensors(data.get("model"), label)
+        check_finite_weights(data["model"], label)
         return data
 
     def _load_pickle(self, filename: str, label: str) -> dict[str, Any]:
@@ -105,6 +106,23 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
         if not isinstance(data, Mapping):
             raise WeightsError(f"{label} holds a {type(data).__name__}; expected a dict of weights")
         return dict(data)
+
+
+def _check_tensors(weights: Any, label: str) -> None:
+    """Refuse weights that are not tensors or arrays (a small hand-made file of lists), on
+    which Detectron2 would fail with "Unsupported type found in checkpoint"."""
+    if not isinstance(weights, Mapping):
+        raise WeightsError(
+            f"{label} holds its weights as a {type(weights).__name__}; expected a dict of "
+            "tensors or arrays"
+        )
+    for key, value in weights.items():
+        if not isinstance(value, (torch.Tensor, np.ndarray)):
+            raise WeightsError(
+                f"{label} holds {key!r} as a {type(value).__name__}, not a tensor or array; "
+                "expected a weight file of tensors or arrays (a .pkl without '__author__' "
+                "is read as Detectron2 reads it: Caffe2 blobs, each name an array)"
+            )
 
 
 def read_checkpoint(
