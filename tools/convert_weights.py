@@ -48,6 +48,7 @@ from resnext_det.checkpoint import (
 )
 from resnext_det.checkpoint.verify import TOLERANCE
 from resnext_det.utils.cli import run_tool
+from resnext_det.utils.errors import ConfigError
 
 
 def main() -> int:
@@ -76,6 +77,10 @@ def main() -> int:
     )
     args = parser.parse_args()
 
+    if args.check_size < 0:  # before any work; torch would fail on a negative side
+        raise ConfigError(
+            f"--check-size={args.check_size} is invalid; expected an integer >= 0 (0: no check)"
+        )
     check_outputs(args.output, args.source_file, args.overwrite)  # before any work
     source_file = fetch_weights(args.source_file)  # downloaded first if a name or a URL
     check_outputs(args.output, str(source_file), args.overwrite)  # never the cached source

@@ -102,8 +102,18 @@ def _reference_model(conversion: Conversion, data: Mapping[str, Any]) -> nn.Modu
         return _detectron2_caffe2_resnet(spec, state)
     # Our own classifier, with BN in eval mode, as the pretraining evaluated it.
     model = build_resnext(dataclasses.replace(spec, norm="BN"), out_features=FEATURES)
-    model.load_state_dict(drop_classifier(state), strict=True)
+    _load_own_names(model, drop_classifier(state))
     return model
+
+
+def _load_own_names(model: nn.Module, state: Mapping[str, Any]) -> None:
+    """Load ``state`` into the source model by the model's names: every one must be given;
+    keys it does not have (which the converter reports as not converted) are left out."""
+    own = model.state_dict().keys()
+    kept = OrderedDict((key, value) for key, value in state.items() if key in own)
+    if hasattr(state, "_metadata"):  # the norms' versions, as torch saved them
+        kept._metadata = state._metadata  # type: ignore[attr-defined]
+    model.load_state_dict(kept, strict=True)
 
 
 class _TorchvisionFeatures(nn.Module):
@@ -134,7 +144,7 @@ class _TorchvisionFeatures(nn.Module):
                 width_per_group=spec.bottleneck_width,
                 num_classes=num_classes,
             )
-        self.net.load_state_dict(state, strict=True)
+        _load_own_names(self.net, state)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         net = self.net
