@@ -15,6 +15,7 @@ from .demo_trees import (
     prepare_demo_dataset,
     register_demo_datasets,
 )
+from .identity import dataset_digest
 from .proposals import (
     attach_proposals,
     load_proposal_file,
@@ -32,6 +33,7 @@ __all__ = [
     "DEMO_DATASETS",
     "TilingSettings",
     "attach_proposals",
+    "dataset_digest",
     "demo_dataset_dir",
     "is_prepared",
     "load_proposal_file",

@@ -9,14 +9,17 @@
 4. ``evaluate``: COCO AP of the Fast R-CNN model on the test splits, beside Table 8.
 
 Each stage writes under its own folder of the output directory: when it starts, a
-``stage_record.json`` with the config it runs with (every key, flattened) and the run of
-each stage whose outputs it reads; once its outputs are complete, a ``stage_done.json``
+``stage_record.json`` with the config it runs with (every key, flattened), the data it
+reads (a digest of each dataset, :func:`~resnext_det.data.dataset_digest`: the same
+dataset names may stand for other data under another datasets root) and the run of each
+stage whose outputs it reads; once its outputs are complete, a ``stage_done.json``
 holding that record, its outputs and an id of this run. A later run skips a finished
 stage and resumes an unfinished one from its last checkpoint, but only when its record
 matches what the stage would run with now: the same config (bar the keys in
-``UNRECORDED_KEYS``, which change no result) and the same runs of the stages before it
-(new proposals make the Fast R-CNN step stale). A stage that does not match is refused
-in one line naming the keys that differ, before any stage starts; with
+``UNRECORDED_KEYS``, which change no result), the same data and the same runs of the
+stages before it (new proposals make the Fast R-CNN step stale). A stage that does not
+match is refused in one line naming the keys or datasets that differ, before any stage
+starts; with
 ``rerun_changed_stages`` it is run again from scratch, its old folder kept beside it as
 ``<stage>.stale-<n>``. Every function here runs in every process of a launch.
 """
@@ -37,7 +40,7 @@ from detectron2.utils import comm
 
 from ..analysis.paper import PAPER_TABLE_8
 from ..checkpoint import SafeDetectionCheckpointer
-from ..data import missing_image_ids, write_proposal_file
+from ..data import dataset_digest, missing_image_ids, write_proposal_file
 from ..modeling import ResNeXtSpec
 from ..utils.atomic_io import write_text_atomically
 from ..utils.errors import ConfigError
@@ -174,6 +177,7 @@ class AppendixB:
     rerun_changed_stages: bool = False
 
     def __post_init__(self) -> None:
+        self._digests: dict[str, str] = {}  # dataset name -> digest, read once per run
         self.rpn_cfg = build_config(self.rpn_config_file, self.opts)
         self.fast_rcnn_cfg = build_config(self.fast_rcnn_config_file, self.opts)
         self._check_configs()
@@ -238,10 +242,27 @@ class AppendixB:
         marker = self._read_marker(self.stage_dir(stage) / _DONE)
         return marker.get("run_id") if marker else None
 
+    def stage_splits(self, stage: str) -> tuple[str, ...]:
+        """The datasets whose data ``stage`` reads."""
+        if stage == "rpn":
+            return tuple(self.rpn_cfg.DATASETS.TRAIN)
+        if stage == "proposals":
+            return tuple(dict.fromkeys(self.train_splits + self.test_splits))
+        return self.train_splits if stage == "fast_rcnn" else self.test_splits
+
+    def stage_data(self, stage: str) -> dict[str, str]:
+        """The digest of each dataset ``stage`` reads (:func:`dataset_digest`)."""
+        for split in self.stage_splits(stage):
+            if split not in self._digests:
+                self._digests[split] = dataset_digest(split)
+        return {split: self._digests[split] for split in self.stage_splits(stage)}
+
     def stage_record(self, stage: str) -> dict[str, Any]:
-        """What ``stage`` is made from: its config and the run of each stage it reads."""
+        """What ``stage`` is made from: its config, its data and the run of each stage it
+        reads."""
         return {
             "config": self.stage_config(stage),
+            "data": self.stage_data(stage),
             "inputs": {up: self._run_id(up) for up in STAGE_INPUTS[stage]},
         }
 
@@ -267,6 +288,15 @@ class AppendixB:
         if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
             return "it records no config (made by an earlier version, or edited)"
         reasons = _differences(record["config"], self.stage_config(stage))
+        made_from = record.get("data")
+        if not isinstance(made_from, dict):
+            reasons.append("it records no digest of its data (made by an earlier version)")
+        else:
+            reasons += [
+                f"the data of {split!r} differ from those it was made from"
+                for split, digest in self.stage_data(stage).items()
+                if made_from.get(split) != digest
+            ]
         for up in STAGE_INPUTS[stage]:
             if up in running:
                 reasons.append(f"stage {up!r}, whose outputs it reads, runs again")
