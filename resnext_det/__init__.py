@@ -1,29 +1,25 @@
 """resnext-det: the ResNeXt family (Xie et al., CVPR 2017) as a Detectron2 plugin.
 
-Importing the package registers nothing and changes no global setting (warnings,
-logging); call :func:`register_resnext_backbone` and :func:`add_resnext_config` where you
-build your Detectron2 config. Both are imported on first use, so that ``resnext_det.utils``
-stays light for data loaders and dataset scripts.
+Importing the package registers its backbones and RoI heads in Detectron2's registries,
+as Detectron2 projects do; :func:`register_resnext_backbone` does the same and may be
+called again. :func:`add_resnext_config` adds ``MODEL.RESNEXT`` to a Detectron2 config.
+Importing changes no global setting beyond the registries (warnings and logging are the
+tools' choice).
 """
 
-from typing import TYPE_CHECKING, Any
+import warnings
 
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "add_resnext_config", "register_resnext_backbone"]
 
-if TYPE_CHECKING:
+# Detectron2 scripts some of its functions when first imported, and torch calls
+# torch.jit.script deprecated: a warning about Detectron2's code, not the user's.
+with warnings.catch_warnings():
+    warnings.filterwarnings(
+        "ignore", message="`torch.jit.script` is deprecated", category=FutureWarning
+    )
     from .config import add_resnext_config
     from .registration import register_resnext_backbone
 
-
-def __getattr__(name: str) -> Any:
-    if name == "add_resnext_config":
-        from .config import add_resnext_config
-
-        return add_resnext_config
-    if name == "register_resnext_backbone":
-        from .registration import register_resnext_backbone
-
-        return register_resnext_backbone
-    raise AttributeError(f"module 'resnext_det' has no attribute {name!r}")
+register_resnext_backbone()

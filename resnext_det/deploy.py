@@ -3,8 +3,9 @@
 The same calls as Detectron2's ``tools/deploy/export_model.py`` (``TracingAdapter``,
 ``scripting_with_instances``, ``torch.onnx.export`` of the traced adapter), plus the check
 it leaves to the user: the exported model runs on sample images beside the eager one and
-must give the same detections. The ResNeXt speed options export as they are (the folded
-convs fold inside the graph, the layout choice is an op), so nothing is switched off.
+must give the same detections. What is exported is a copy with each frozen norm folded
+into its conv (:func:`~resnext_det.modeling.fuse_frozen_batchnorm`), as deployment
+toolkits fuse conv and norm; the layout rule of the ResNeXt modules is an op in the graph.
 """
 
 import logging
@@ -19,6 +20,7 @@ from detectron2.modeling import GeneralizedRCNN
 from detectron2.structures import Boxes, Instances
 from torch import Tensor, nn
 
+from .modeling import fuse_frozen_batchnorm
 from .utils.atomic_io import make_output_dir, write_atomically
 from .utils.errors import ConfigError, MissingFileError
 
@@ -96,7 +98,7 @@ def export_model(
     fmt: str = "torchscript",
     method: str = "tracing",
 ) -> Exported:
-    """Export ``model`` (eval mode) as Detectron2's export_model.py does.
+    """Export ``model`` (eval mode) as Detectron2's export_model.py does, frozen norms fused.
 
     Args:
         model: a Detectron2 model (GeneralizedRCNN or RetinaNet).
@@ -117,7 +119,9 @@ def export_model(
     if fmt == "onnx" and method != "tracing":
         raise ConfigError(f"--format onnx needs --export-method tracing, not {method!r}")
     out = make_output_dir(output_dir, "--output")
-    model.eval()
+    # The exported copy has its frozen norms folded into the convs (the model given is
+    # left as it is, and the outputs are compared with it).
+    model = fuse_frozen_batchnorm(model.eval())
 
     if method == "scripting":
         if not isinstance(model, GeneralizedRCNN):

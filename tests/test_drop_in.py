@@ -34,17 +34,44 @@ def test_shipped_configs_are_found_in_the_package():
         model_zoo.get_config_file("faster_rcnn_X51.yaml")
 
 
+def test_get_config_serves_every_listed_config_as_its_own_kind():
+    from fvcore.common.config import CfgNode as PlainCfgNode
+    from omegaconf import DictConfig
+
+    names = model_zoo.list_configs()
+    assert any(n.startswith("imagenet/") for n in names) and any(
+        n.startswith("cifar/") for n in names
+    )
+    for name in names:
+        cfg = model_zoo.get_config(name)
+        if name.endswith(".py"):
+            assert isinstance(cfg, DictConfig), name
+        elif name.startswith(("imagenet/", "cifar/")):  # pretraining: its own config type
+            assert type(cfg) is PlainCfgNode and "ARCH" in cfg.MODEL, name
+        else:
+            assert "RESNEXT" in cfg.MODEL and "ROI_HEADS" in cfg.MODEL, name
+
+
+def test_get_config_serves_nothing_outside_the_shipped_tree(tmp_path):
+    outside = tmp_path / "evil.py"
+    outside.write_text("raise SystemExit('ran code from outside the model zoo')\n")
+    for name in [
+        str(outside),
+        "../../../" + str(outside),
+        "../configs/faster_rcnn_X50_32x4d.yaml",
+        "demo/../../setup.py",
+        "/etc/passwd",
+    ]:
+        with pytest.raises(MissingFileError, match="is not a shipped config"):
+            model_zoo.get_config(name)
+
+
 def test_get_config_yaml_describes_the_network_in_detectron2_keys():
     cfg = model_zoo.get_config("faster_rcnn_X101_32x8d_FPN.yaml")
     resnets = cfg.MODEL.RESNETS
     assert (resnets.DEPTH, resnets.NUM_GROUPS, resnets.WIDTH_PER_GROUP) == (101, 32, 8)
     assert resnets.STRIDE_IN_1X1 is False and cfg.MODEL.BACKBONE.FREEZE_AT == 2
-    assert set(cfg.MODEL.RESNEXT) == {
-        "BLOCK_FORM",
-        "FOLD_FROZEN_BN",
-        "MEMORY_FORMAT",
-        "SPARSE_ROI_ALIGN",
-    }
+    assert set(cfg.MODEL.RESNEXT) == {"BLOCK_FORM", "MEMORY_FORMAT", "SPARSE_ROI_ALIGN"}
 
 
 @pytest.mark.parametrize("lazy_name", sorted(LAZY_TWINS))
@@ -82,6 +109,7 @@ def _run(args, cwd, env=None):
 
 LAZY_TINY = [
     "train.device=cpu", "train.max_iter=2", "train.eval_period=2",
+    "train.init_checkpoint=''",  # from scratch: the shipped weights are for depth 50
     "model.backbone.bottom_up.stages.depth=14", "model.roi_heads.num_classes=1",
     "dataloader.train.dataset.names=demo_trees_train",
     "dataloader.test.dataset.names=demo_trees_val",
@@ -182,7 +210,8 @@ def test_pip_install_outside_the_checkout_loads_builds_trains_and_evaluates(demo
     (project / "train.py").write_text(textwrap.dedent(USER_PROJECT))
     data = demo_root / "demo_trees"
     tiny = [
-        "MODEL.DEVICE", "cpu", "MODEL.BACKBONE.FREEZE_AT", "0", "MODEL.RESNETS.NORM", "GN",
+        "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "MODEL.BACKBONE.FREEZE_AT", "0",
+        "MODEL.RESNETS.NORM", "GN",
         "MODEL.FPN.NORM", "GN", "MODEL.ROI_HEADS.NUM_CLASSES", "1",
         "DATASETS.TRAIN", "('my_train',)", "DATASETS.TEST", "('my_val',)",
         "DATALOADER.NUM_WORKERS", "0", "OUTPUT_DIR", str(project / "output"),

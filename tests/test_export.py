@@ -11,28 +11,23 @@ from detectron2.modeling import build_model
 
 from resnext_det.deploy import compare_detections, export_model, sample_images
 from resnext_det.engine import build_config
-from resnext_det.modeling import FEATURE_NAMES, ResNeXtSpec, build_resnext
-from resnext_det.modeling.speed import FoldedFrozenNormConv2d, LayoutConv2d
+from resnext_det.modeling import (
+    FEATURE_NAMES,
+    ResNeXtSpec,
+    build_resnext,
+    fuse_frozen_batchnorm,
+)
 
+from ._models import randomize_norms
 from ._paths import DEMO_CONFIG, REPO, TINY_DEMO_OPTS
 
 
 def _backbone_with_trained_like_norms():
-    """The default options: frozen BN folded, memory format 'auto' (channels_last from 14 px)."""
+    """The default layout rule ('auto': channels_last from 14 px), frozen norms of a trained
+    network."""
     torch.manual_seed(0)
     model = build_resnext(ResNeXtSpec(depth=14), out_features=FEATURE_NAMES, freeze_at=2).eval()
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, buffer in model.named_buffers():
-            if name.endswith(("running_var", "weight")):
-                buffer.copy_(0.5 + torch.rand(buffer.shape, generator=generator))
-            elif name.endswith(("running_mean", "bias")):
-                buffer.copy_(0.1 * torch.randn(buffer.shape, generator=generator))
-    assert any(isinstance(m, FoldedFrozenNormConv2d) for m in model.modules())
-    assert all(
-        isinstance(m, LayoutConv2d) for m in model.modules() if isinstance(m, torch.nn.Conv2d)
-    )
-    return model
+    return randomize_norms(model)
 
 
 def _assert_same_features(ours, reference):
@@ -42,30 +37,30 @@ def _assert_same_features(ours, reference):
         assert (ours[name] - reference[name]).abs().max() <= 1e-5 * scale, name
 
 
-def test_backbone_scripts_with_the_speed_options_on():
+@pytest.mark.parametrize("fused", [False, True])
+def test_backbone_scripts_with_the_layout_rule_and_fused(fused):
     import detectron2.export  # noqa: F401 (Detectron2's scripting patch for ResNet's stages)
 
     model = _backbone_with_trained_like_norms()
     x = torch.randn(2, 3, 96, 128)
     with torch.no_grad():
         eager = model(x)
-        scripted = torch.jit.script(model)
+        scripted = torch.jit.script(fuse_frozen_batchnorm(model) if fused else model)
         _assert_same_features(scripted(x), eager)
-    # The scripted fold reads the parameters: loading new weights changes its output.
-    with torch.no_grad():
-        scripted.stages[0][0].conv1.norm.running_var.mul_(4)  # res2.0 (scripting lists stages)
+        # The scripted model reads its parameters: changing one changes its output.
+        scripted.stages[0][0].conv1.weight.mul_(4)  # res2.0 (scripting lists stages)
         assert not torch.allclose(scripted(x)["res2"], eager["res2"])
 
 
 def test_backbone_exports_with_torch_export():
-    model = _backbone_with_trained_like_norms()
+    model = fuse_frozen_batchnorm(_backbone_with_trained_like_norms())
     x = torch.randn(1, 3, 96, 128)
     with torch.no_grad():
         eager = model(x)
     program = torch.export.export(model, (x,))
     _assert_same_features(program.module()(x), eager)
-    # The fold is in the graph, computed from the norm's buffers, not baked in as constants.
-    assert any("rsqrt" in str(node.target) for node in program.graph.nodes)
+    # The layout rule is in the graph: channels_last copies for the large maps.
+    assert any("contiguous" in str(node.target) for node in program.graph.nodes)
 
 
 @pytest.fixture(scope="module")

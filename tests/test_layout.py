@@ -110,20 +110,6 @@ def _fresh_python_prints(code: str) -> list[str]:
     return out.stdout.split()
 
 
-def test_utils_import_nothing_heavy():
-    # The ground floor is what data loaders and dataset scripts import: no Detectron2
-    # models, none of our other rooms.
-    code = (
-        "import sys, resnext_det.utils.atomic_io, resnext_det.utils.safe_pickle, "
-        "resnext_det.utils.paths, resnext_det.utils.cli, resnext_det.utils.value_checks, "
-        "resnext_det.utils.run_guard\n"
-        "ours = sorted(m for m in sys.modules if m.startswith('resnext_det.') "
-        "and not m.startswith('resnext_det.utils'))\n"
-        "print(ours, 'detectron2' in sys.modules)"
-    )
-    assert _fresh_python_prints(code) == ["[]", "False"]
-
-
 @pytest.mark.parametrize(
     "module", ["resnext_det", "resnext_det.engine", "resnext_det.checkpoint", "resnext_det.data"]
 )

@@ -14,21 +14,33 @@ from detectron2.modeling import BACKBONE_REGISTRY, ROI_HEADS_REGISTRY, build_mod
 import resnext_det
 from resnext_det.modeling import (
     ResNeXtRes5ROIHeads,
+    ResNeXtStandardROIHeads,
     build_resnext_backbone,
     build_resnext_fpn_backbone,
 )
 
 
-def test_importing_registers_nothing():
+def test_importing_registers_as_detectron2_projects_do():
+    # A yaml naming our components builds after a bare import, with no call of ours.
     code = (
         "import resnext_det\n"
-        "from detectron2.modeling import BACKBONE_REGISTRY, ROI_HEADS_REGISTRY\n"
-        "assert 'build_resnext_backbone' not in BACKBONE_REGISTRY\n"
-        "assert 'ResNeXtRes5ROIHeads' not in ROI_HEADS_REGISTRY\n"
-        "resnext_det.register_resnext_backbone()\n"
-        "assert 'build_resnext_backbone' in BACKBONE_REGISTRY\n"
+        "from detectron2.config import get_cfg\n"
+        "from detectron2.modeling import BACKBONE_REGISTRY, ROI_HEADS_REGISTRY, build_model\n"
+        "names = ['build_resnext_backbone', 'build_resnext_fpn_backbone',\n"
+        "         'build_resnext_retinanet_fpn_backbone']\n"
+        "assert all(name in BACKBONE_REGISTRY for name in names)\n"
+        "assert 'ResNeXtRes5ROIHeads' in ROI_HEADS_REGISTRY\n"
+        "assert 'ResNeXtStandardROIHeads' in ROI_HEADS_REGISTRY\n"
+        "cfg = get_cfg()\n"
+        "cfg.MODEL.DEVICE = 'cpu'\n"
+        "cfg.MODEL.BACKBONE.NAME = 'build_resnext_backbone'\n"
+        "cfg.MODEL.ROI_HEADS.NAME = 'ResNeXtRes5ROIHeads'\n"
+        "print(type(build_model(cfg).backbone).__name__)\n"
+        "resnext_det.register_resnext_backbone()  # stays, and may be called again\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["ResNeXt"]
 
 
 def test_register_twice_is_safe():
@@ -37,6 +49,7 @@ def test_register_twice_is_safe():
     assert BACKBONE_REGISTRY.get("build_resnext_backbone") is build_resnext_backbone
     assert BACKBONE_REGISTRY.get("build_resnext_fpn_backbone") is build_resnext_fpn_backbone
     assert ROI_HEADS_REGISTRY.get("ResNeXtRes5ROIHeads") is ResNeXtRes5ROIHeads
+    assert ROI_HEADS_REGISTRY.get("ResNeXtStandardROIHeads") is ResNeXtStandardROIHeads
 
 
 def test_a_foreign_object_under_our_name_is_refused():
@@ -51,7 +64,7 @@ def test_a_foreign_object_under_our_name_is_refused():
 
     registry.register(build_resnext_backbone)
     with pytest.raises(ValueError, match="already holds a different 'build_resnext_backbone'"):
-        _register(registry, resnext_det.modeling.build_resnext_backbone)
+        _register(registry, "TEST", resnext_det.modeling.build_resnext_backbone)
 
 
 # A config as a user would write it in their own project: no _BASE_ of ours.

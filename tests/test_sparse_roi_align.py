@@ -3,6 +3,7 @@
 import pytest
 import torch
 from detectron2.layers import ROIAlign
+from detectron2.modeling import build_model
 from detectron2.modeling.poolers import ROIPooler
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
@@ -10,13 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torchvision.ops import roi_align
 
-from resnext_det.engine import Trainer, build_config
+from resnext_det.engine import build_config
 from resnext_det.engine.demo_training import DEMO_CONFIG
 from resnext_det.engine.predictor import Predictor
-from resnext_det.modeling import SparseROIAlign, SparseROIPooler, use_sparse_roi_align
+from resnext_det.modeling import SparseROIAlign, SparseROIPooler
 from resnext_det.modeling.roi_align import roi_align_matrix
 
-from ._paths import TINY_DEMO_OPTS
+from ._paths import CONFIGS, TINY_DEMO_OPTS
 
 
 def _rois(generator, n_images, count, image_size):
@@ -103,9 +104,9 @@ def _demo_cfg(*opts):
     return build_config(DEMO_CONFIG, [*TINY_DEMO_OPTS, *opts])
 
 
-def test_trainer_builds_detectors_with_it_and_the_option_turns_it_off():
-    on = Trainer.build_model(_demo_cfg())
-    off = Trainer.build_model(_demo_cfg("MODEL.RESNEXT.SPARSE_ROI_ALIGN", "False"))
+def test_detectron2_s_build_model_builds_it_and_the_option_turns_it_off():
+    on = build_model(_demo_cfg())  # the demo's config: ResNeXtStandardROIHeads, the key True
+    off = build_model(_demo_cfg("MODEL.RESNEXT.SPARSE_ROI_ALIGN", "False"))
     poolers_on = [m for m in on.modules() if isinstance(m, ROIAlign)]
     poolers_off = [m for m in off.modules() if isinstance(m, ROIAlign)]
     assert len(poolers_on) == len(poolers_off) == 4  # one per FPN level P2-P5
@@ -118,8 +119,8 @@ def test_a_detector_trains_and_predicts_the_same_with_it():
     # The demo's detector, one real training step on the demo tiles' kind of input: the
     # same losses and gradients with and without, then the same detections.
     torch.manual_seed(0)
-    plain = Trainer.build_model(_demo_cfg("MODEL.RESNEXT.SPARSE_ROI_ALIGN", "False"))
-    sparse = Trainer.build_model(_demo_cfg())
+    plain = build_model(_demo_cfg("MODEL.RESNEXT.SPARSE_ROI_ALIGN", "False"))
+    sparse = build_model(_demo_cfg())
     sparse.load_state_dict(plain.state_dict())
     generator = torch.Generator().manual_seed(0)
     batch = []
@@ -158,13 +159,33 @@ def test_a_bad_option_value_is_named():
         ValueError,
         match=r"MODEL\.RESNEXT\.SPARSE_ROI_ALIGN='yes' is a string; expected True or False",
     ):
-        Trainer.build_model(cfg)
+        build_model(cfg)
 
 
-def test_use_sparse_roi_align_changes_detectron2_modules_only():
-    model = torch.nn.Sequential(ROIAlign((7, 7), 0.25, 2), SparseROIAlign((7, 7), 0.5, 2))
-    assert use_sparse_roi_align(model) == 1
-    assert all(type(m) is SparseROIAlign for m in model)
+def test_heads_that_would_ignore_it_are_refused_and_models_without_heads_accept_it():
+    cfg = _demo_cfg("MODEL.ROI_HEADS.NAME", "StandardROIHeads")
+    with pytest.raises(
+        ValueError,
+        match=r"MODEL\.RESNEXT\.SPARSE_ROI_ALIGN=True is honoured by the RoI heads "
+        r"ResNeXtRes5ROIHeads and ResNeXtStandardROIHeads, but MODEL\.ROI_HEADS\.NAME="
+        r"'StandardROIHeads'; expected one of them, or MODEL\.RESNEXT\.SPARSE_ROI_ALIGN False",
+    ):
+        build_model(cfg)
+    # An RPN alone pools nothing: the key changes nothing there.
+    rpn = build_model(_demo_cfg("MODEL.META_ARCHITECTURE", "ProposalNetwork"))
+    assert not any(isinstance(m, ROIAlign) for m in rpn.modules())
+
+
+def test_the_c4_head_pools_with_it():
+    cfg = build_config(
+        str(CONFIGS / "faster_rcnn_X50_32x4d.yaml"),
+        ["MODEL.DEVICE", "cpu", "MODEL.RESNETS.DEPTH", "14"],
+    )
+    on = build_model(cfg)
+    cfg.MODEL.RESNEXT.SPARSE_ROI_ALIGN = False
+    off = build_model(cfg)
+    assert [type(m) for m in on.roi_heads.pooler.level_poolers] == [SparseROIAlign]
+    assert [type(m) for m in off.roi_heads.pooler.level_poolers] == [ROIAlign]
 
 
 def test_the_lazyconfig_pooler_pools_as_detectron2_s():
@@ -178,7 +199,7 @@ def test_the_lazyconfig_pooler_pools_as_detectron2_s():
 
 def test_predictor_uses_it(tmp_path):
     cfg = _demo_cfg("MODEL.WEIGHTS", str(tmp_path / "model.pth"))
-    model = Trainer.build_model(cfg)
+    model = build_model(cfg)
     torch.save({"model": model.state_dict()}, tmp_path / "model.pth")
     predictor = Predictor(cfg)
     assert any(type(m) is SparseROIAlign for m in predictor.model.modules())

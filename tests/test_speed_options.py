@@ -1,101 +1,60 @@
-"""The speed options (frozen-BN folding, memory format) leave every output unchanged."""
+"""The speed options change no output and no module: the layout rule and the fuse step."""
 
 import pytest
 import torch
-from detectron2.layers import FrozenBatchNorm2d
+from detectron2.layers import Conv2d, FrozenBatchNorm2d
 from detectron2.modeling import build_model
 
 from resnext_det.engine import build_config
-from resnext_det.modeling import ResNeXtSpec, build_resnext
-from resnext_det.modeling.speed import (
-    CHANNELS_LAST_MIN_SIDE,
-    FoldedFrozenNormConv2d,
-    LayoutConv2d,
-    to_memory_format,
-)
+from resnext_det.modeling import ResNeXtSpec, build_resnext, fuse_frozen_batchnorm
+from resnext_det.modeling.speed import CHANNELS_LAST_MIN_SIDE, to_memory_format
 
+from ._models import randomize_norms
 from ._paths import CONFIGS
 
 FEATURES = ["stem", "res2", "res3", "res4", "res5"]
-PLAIN = {"fold_frozen_bn": False, "memory_format": "contiguous"}
 
 
-def _randomize_frozen_norms(model):
-    generator = torch.Generator().manual_seed(0)
-    for module in model.modules():
-        if isinstance(module, FrozenBatchNorm2d):
-            for tensor, low in [
-                (module.weight, 0.5),
-                (module.bias, -0.2),
-                (module.running_mean, -0.2),
-                (module.running_var, 0.5),
-            ]:
-                tensor.copy_(torch.rand(tensor.shape, generator=generator) * 0.5 + low)
-    return model
-
-
-def _pair(options, freeze_at=0, norm="FrozenBN"):
-    spec = ResNeXtSpec(depth=14, norm=norm)
-    plain = _randomize_frozen_norms(
-        build_resnext(spec, out_features=FEATURES, freeze_at=freeze_at, **PLAIN)
+def _trunk(memory_format="auto", norm="FrozenBN", depth=14):
+    torch.manual_seed(0)
+    model = build_resnext(
+        ResNeXtSpec(depth=depth, norm=norm), out_features=FEATURES, memory_format=memory_format
     )
-    fast = build_resnext(spec, out_features=FEATURES, freeze_at=freeze_at, **options)
-    fast.load_state_dict(plain.state_dict())
-    return plain, fast
+    return randomize_norms(model).eval()
 
 
-@pytest.mark.parametrize("memory_format", ["contiguous", "channels_last", "auto"])
-@pytest.mark.parametrize("batch,size", [(1, 64), (4, 256)])
-def test_inference_outputs_are_unchanged(memory_format, batch, size):
-    plain, fast = _pair({"fold_frozen_bn": True, "memory_format": memory_format})
-    assert list(fast.state_dict()) == list(plain.state_dict())  # checkpoints load as before
-    assert sum(isinstance(m, FoldedFrozenNormConv2d) for m in fast.modules()) == 1 + 4 * (
-        3 + 1
-    )  # stem; 3 convs + shortcut per block
+def _assert_features_close(actual, expected):
+    for name in expected:
+        scale = expected[name].abs().max()
+        torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=2e-5 * scale)
+
+
+@pytest.mark.parametrize("memory_format", ["channels_last", "auto"])
+@pytest.mark.parametrize("batch,size", [(1, 64), (2, 224)])
+def test_a_layout_changes_no_value(memory_format, batch, size):
+    plain, fast = _trunk("contiguous"), _trunk(memory_format)
     x = torch.randn(batch, 3, size, size)
     with torch.no_grad():
-        expected, actual = plain.eval()(x), fast.eval()(x)
-    for name in FEATURES:
-        scale = expected[name].abs().max()
-        torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=1e-4 * scale)
+        _assert_features_close(fast(x), plain(x))
 
 
-def test_training_gradients_are_unchanged():
-    """Frozen stages (stem, res2) run folded; trainable convs keep conv-then-norm, so the
-    gradients of every trainable weight are Detectron2's."""
-    plain, fast = _pair({"fold_frozen_bn": True, "memory_format": "contiguous"}, freeze_at=2)
-    x = torch.randn(2, 3, 64, 64)
-    for model in (plain, fast):
-        model.train()
-        model(x)["res5"].square().mean().backward()
-    folded_stages = {
-        name.split(".")[0]
-        for name, m in fast.named_modules()
-        if isinstance(m, FoldedFrozenNormConv2d) and not m.weight.requires_grad
-    }
-    assert folded_stages == {"stem", "res2"}
-    grads = {name: p.grad for name, p in plain.named_parameters() if p.requires_grad}
-    for name, parameter in fast.named_parameters():
-        if parameter.requires_grad:
-            torch.testing.assert_close(parameter.grad, grads[name], rtol=1e-4, atol=1e-7)
+def test_auto_gives_each_stage_its_layout():
+    """Stages whose input map is 14 px or more run in channels_last, smaller ones contiguous
+    (a 128 px image: res5's input is 8 px)."""
+    model = _trunk("auto", depth=26)
+    layouts = {}
 
+    def record(name):
+        def hook(module, args):
+            layouts[name] = args[0].is_contiguous(memory_format=torch.channels_last)
 
-def test_folded_weights_follow_in_place_updates():
-    plain, fast = _pair({"fold_frozen_bn": True, "memory_format": "contiguous"})
-    x = torch.randn(1, 3, 64, 64)
+        return hook
+
+    for name in ("stem", "res2", "res3", "res4", "res5"):
+        getattr(model, name).register_forward_pre_hook(record(name))
     with torch.no_grad():
-        fast.eval()(x)  # fills the cache
-        for model in (plain, fast):  # an optimizer step and a new statistic, in place
-            model.res3[0].conv2.weight.mul_(1.5)
-            model.res3[0].conv2.norm.running_var.add_(0.25)
-        torch.testing.assert_close(fast(x)["res5"], plain.eval()(x)["res5"], rtol=1e-4, atol=1e-5)
-
-
-def test_bn_and_gn_models_are_left_as_they_are():
-    for norm in ("BN", "GN"):
-        model = build_resnext(ResNeXtSpec(depth=14, norm=norm), out_features=["res5"])
-        assert not any(isinstance(m, FoldedFrozenNormConv2d) for m in model.modules())
-        assert any(type(m) is LayoutConv2d for m in model.modules())
+        model(torch.zeros(1, 3, 128, 128))
+    assert layouts == {"stem": True, "res2": True, "res3": True, "res4": True, "res5": False}
 
 
 def test_memory_format_by_map_size():
@@ -107,29 +66,58 @@ def test_memory_format_by_map_size():
     assert to_memory_format(small, "channels_last").is_contiguous(memory_format=torch.channels_last)
 
 
-def test_auto_runs_each_conv_in_its_layout():
-    """One 224 px image: convs on maps of 14 px and more in channels_last, res5's 7 px ones
-    contiguous (its first block's conv1, conv2 and shortcut still see the 14 px map)."""
-    model = build_resnext(ResNeXtSpec(depth=26), out_features=FEATURES, memory_format="auto")
-    layouts = {}
-
-    def record(name):
-        def hook(module, args, output):  # a conv's output keeps its input's layout
-            layouts[name] = output.is_contiguous(memory_format=torch.channels_last)
-
-        return hook
-
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Conv2d):
-            module.register_forward_hook(record(name))
+def test_fusing_keeps_the_function_and_leaves_the_model_alone():
+    model = _trunk()
+    fused = fuse_frozen_batchnorm(model)
+    assert not any(isinstance(m, FrozenBatchNorm2d) for m in fused.modules())
+    assert any(isinstance(m, FrozenBatchNorm2d) for m in model.modules())  # a copy was fused
+    assert all(type(m) is Conv2d for m in fused.modules() if isinstance(m, torch.nn.Conv2d))
+    x = torch.randn(2, 3, 96, 96)
     with torch.no_grad():
-        model.eval()(torch.zeros(1, 3, 224, 224))
-    contiguous = sorted(name for name, channels_last in layouts.items() if not channels_last)
-    assert contiguous == ["res5.0.conv3", "res5.1.conv1", "res5.1.conv2", "res5.1.conv3"]
+        _assert_features_close(fused(x), model(x))
+    assert fuse_frozen_batchnorm(model, inplace=True) is model
+
+
+def test_a_fused_model_follows_its_parameters():
+    """Nothing is cached: the fused weights are the parameters, and edits reach the output."""
+    fused = fuse_frozen_batchnorm(_trunk())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        before = fused(x)["res5"]
+        fused.res3[0].conv2.weight.data.mul_(0.5)
+        after = fused(x)["res5"]
+    assert not torch.allclose(before, after)
+
+
+def test_group_norm_models_run_contiguous_and_refuse_channels_last():
+    gn = _trunk("auto", norm="GN")
+    assert gn.memory_format == "contiguous"
+    with pytest.raises(
+        ValueError,
+        match=r"MODEL\.RESNEXT\.MEMORY_FORMAT='channels_last' with MODEL\.RESNETS\.NORM='GN' would "
+        r"lose float32 precision",
+    ):
+        _trunk("channels_last", norm="GN")
+    # GroupNorm after the backbone: the FPN of a FrozenBN trunk.
+    cfg = build_config(
+        str(CONFIGS / "faster_rcnn_X50_32x4d_FPN.yaml"),
+        ["MODEL.DEVICE", "cpu", "MODEL.RESNETS.DEPTH", "14", "MODEL.FPN.NORM", "GN"],
+    )
+    assert build_model(cfg).backbone.bottom_up.memory_format == "contiguous"
+    cfg.MODEL.RESNEXT.MEMORY_FORMAT = "channels_last"
+    with pytest.raises(ValueError, match=r"with MODEL\.FPN\.NORM='GN' would lose"):
+        build_model(cfg)
+    cfg.MODEL.FPN.NORM = ""
+    assert build_model(cfg).backbone.bottom_up.memory_format == "channels_last"
+
+
+def test_bad_memory_format_is_named():
+    with pytest.raises(ValueError, match=r"MODEL\.RESNEXT\.MEMORY_FORMAT='nhwc' is not supported"):
+        build_resnext(ResNeXtSpec(depth=14), out_features=["res2"], memory_format="nhwc")
 
 
 @pytest.mark.parametrize("config", ["faster_rcnn_X50_32x4d.yaml", "faster_rcnn_X50_32x4d_FPN.yaml"])
-def test_whole_detectors_detect_the_same_boxes(config):
+def test_whole_detectors_detect_the_same_boxes_with_every_option(config):
     opts = [
         "MODEL.DEVICE", "cpu", "MODEL.RESNETS.DEPTH", "14", "MODEL.RPN.POST_NMS_TOPK_TEST", "300",
         "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",  # random weights score every class ~1/81
@@ -138,35 +126,23 @@ def test_whole_detectors_detect_the_same_boxes(config):
         str(CONFIGS / config),
         [
             *opts,
-            "MODEL.RESNEXT.FOLD_FROZEN_BN",
-            "False",
             "MODEL.RESNEXT.MEMORY_FORMAT",
             "contiguous",
+            "MODEL.RESNEXT.SPARSE_ROI_ALIGN",
+            "False",
         ],
     )
     torch.manual_seed(0)
-    plain = _randomize_frozen_norms(build_model(plain_cfg)).eval()
+    plain = randomize_norms(build_model(plain_cfg)).eval()
     fast = build_model(build_config(str(CONFIGS / config), opts)).eval()
     fast.load_state_dict(plain.state_dict())
-    assert any(isinstance(m, FoldedFrozenNormConv2d) for m in fast.roi_heads.modules()) == (
-        "FPN" not in config
-    )
     image = torch.rand(3, 320, 480) * 255
     with torch.no_grad():
         expected = plain([{"image": image}])[0]["instances"]
-        actual = fast([{"image": image}])[0]["instances"]
-    assert len(actual) == len(expected) > 0
-    torch.testing.assert_close(actual.scores, expected.scores, rtol=1e-3, atol=1e-4)
-    torch.testing.assert_close(
-        actual.pred_boxes.tensor, expected.pred_boxes.tensor, rtol=1e-3, atol=1e-2
-    )
-
-
-def test_bad_speed_options_are_named():
-    with pytest.raises(ValueError, match=r"MODEL\.RESNEXT\.MEMORY_FORMAT='nhwc' is not supported"):
-        build_resnext(ResNeXtSpec(depth=14), out_features=["res2"], memory_format="nhwc")
-    with pytest.raises(
-        ValueError,
-        match=r"MODEL\.RESNEXT\.FOLD_FROZEN_BN='yes' is a string; expected True or False",
-    ):
-        build_resnext(ResNeXtSpec(depth=14), out_features=["res2"], fold_frozen_bn="yes")
+        for model in (fast, fuse_frozen_batchnorm(fast)):
+            actual = model([{"image": image}])[0]["instances"]
+            assert len(actual) == len(expected) > 0
+            torch.testing.assert_close(actual.scores, expected.scores, rtol=1e-3, atol=1e-4)
+            torch.testing.assert_close(
+                actual.pred_boxes.tensor, expected.pred_boxes.tensor, rtol=1e-3, atol=1e-2
+            )

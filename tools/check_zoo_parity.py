@@ -7,8 +7,9 @@
 
 For each yaml config of Detectron2's model zoo whose backbone is a ResNet, builds
 Detectron2's model (random weights) and ours, loads a Detectron2 checkpoint of it into
-ours strictly, and compares the backbone's and every head's outputs on two small images
-(``resnext_det.analysis.zoo_parity``). Exits 1 if any config does not match.
+ours strictly, and compares the backbone's and every head's outputs on two small images,
+for each option of ours, against the float32 noise of Detectron2's own model measured on
+the same config (``resnext_det.analysis.zoo_parity``). Exits 1 if any config does not match.
 """
 
 from resnext_det.utils.cli import set_tool_policy
@@ -32,15 +33,18 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--configs", nargs="+", default=None, help="zoo config names")
-    parser.add_argument("--tolerance", type=float, default=1e-4)
     parser.add_argument("--output", default=str(REPO / "docs" / "zoo_parity.md"))
     args = parser.parse_args()
 
     results = []
     for name in args.configs or zoo_config_names():
-        result = compare_zoo_config(name, tolerance=args.tolerance)
+        result = compare_zoo_config(name)
         worst_name, worst = result.worst
-        detail = f"{worst:.1e} at {worst_name}" if result.differences else result.reason
+        detail = (
+            f"{worst:.1e} at {worst_name} (tolerance {result.tolerance:.1e})"
+            if result.differences
+            else result.reason
+        )
         print(f"{result.status:>16}  {name}  ({result.seconds:.1f}s) {detail}", flush=True)
         results.append(result)
     header = (
@@ -51,12 +55,17 @@ def main() -> int:
         "`Res5ROIHeads` to `ResNeXtRes5ROIHeads`), nothing else: the state_dict keys and "
         "shapes must be Detectron2's, a Detectron2 checkpoint of the config must load "
         "strictly, and the backbone's and every head's outputs on two random images (96x128, "
-        "128x96; random weights, random norm statistics) must agree within the tolerance, "
-        "with the speed options on (frozen BN folded, memory format `auto`, RoIAlign as "
-        "sparse products). Heads are compared on equal inputs: ours is handed Detectron2's "
-        "proposals and detections.\n\n"
+        "128x96; random weights, norm statistics like a trained network's) must agree with "
+        "Detectron2's within its own float32 noise, for every option of ours: the defaults, "
+        "`MEMORY_FORMAT` `contiguous` and `channels_last` (refused with GroupNorm), "
+        "`SPARSE_ROI_ALIGN` with our RoI heads (where the config's heads are "
+        "`StandardROIHeads` or `Res5ROIHeads`), and the fused inference copy that the "
+        "predictor and export run. Detectron2's noise is measured per config: its model "
+        "against itself run in channels_last, and its backbone against its float64 result; "
+        "the tolerance is 3x the larger. Heads are compared on equal inputs: ours is handed "
+        "Detectron2's proposals and detections.\n\n"
     )
-    Path(args.output).write_text(header + parity_table(results, args.tolerance))
+    Path(args.output).write_text(header + parity_table(results))
     print(f"wrote {args.output}")
     return 1 if any(r.status == "mismatch" for r in results) else 0
 

@@ -9,17 +9,9 @@ products on the CPU (MODEL.RESNEXT.SPARSE_ROI_ALIGN of the yaml configs; set a p
 ``_target_`` back to Detectron2's ``ROIPooler`` for torchvision's kernel).
 """
 
-from detectron2.config import LazyCall as L
 from detectron2.model_zoo import get_config
-from detectron2.modeling.backbone import BasicStem
 
-from resnext_det.modeling import (
-    ResNeXt,
-    ResNeXtRes5ROIHeads,
-    SparseROIPooler,
-    make_resnext_stage,
-    make_resnext_stages,
-)
+from resnext_det.modeling import SparseROIPooler, use_resnext
 
 # RGB, ImageNet statistics scaled to [0, 255] (fb.resnet.torch, torchvision).
 PIXEL = dict(
@@ -27,53 +19,31 @@ PIXEL = dict(
 )
 
 
-def _trunk(out_features):
-    return L(ResNeXt)(
-        stem=L(BasicStem)(in_channels=3, out_channels=64, norm="FrozenBN"),
-        stages=L(make_resnext_stages)(
-            depth=50, num_groups=32, width_per_group=4, stride_in_1x1=False, norm="FrozenBN"
-        ),
-        out_features=out_features,
-        freeze_at=2,
-        fold_frozen_bn=True,
-        memory_format="auto",
-    )
+def _resnext(model):
+    """The paper's X50-32x4d, stride in the 3x3 conv, FrozenBN, stem and res2 frozen."""
+    use_resnext(model, depth=50, num_groups=32, width_per_group=4, stride_in_1x1=False)
+    trunk = model.backbone.get("bottom_up", model.backbone)
+    trunk.freeze_at = 2
+    model.update(PIXEL)
+    return model
 
 
 # Faster R-CNN with FPN (Detectron2's common Mask R-CNN FPN model, masks off).
-fpn = get_config("common/models/mask_rcnn_fpn.py").model
-fpn.backbone.bottom_up = _trunk(["res2", "res3", "res4", "res5"])
+fpn = _resnext(get_config("common/models/mask_rcnn_fpn.py").model)
 fpn.roi_heads.mask_in_features = None
 fpn.roi_heads.mask_pooler = None
 fpn.roi_heads.mask_head = None
 fpn.roi_heads.box_pooler._target_ = SparseROIPooler
-fpn.update(PIXEL)
 
 # Mask R-CNN with FPN.
-mask_fpn = get_config("common/models/mask_rcnn_fpn.py").model
-mask_fpn.backbone.bottom_up = _trunk(["res2", "res3", "res4", "res5"])
+mask_fpn = _resnext(get_config("common/models/mask_rcnn_fpn.py").model)
 mask_fpn.roi_heads.box_pooler._target_ = SparseROIPooler
 mask_fpn.roi_heads.mask_pooler._target_ = SparseROIPooler
-mask_fpn.update(PIXEL)
 
 # Faster R-CNN C4, as the paper plugs the ResNeXt in (Sec. 5.4): the trunk stops at res4,
 # res5 runs on every RoI in the head.
-c4 = get_config("common/models/mask_rcnn_c4.py").model
-c4.backbone = _trunk(["res4"])
+c4 = _resnext(get_config("common/models/mask_rcnn_c4.py").model)
 c4.proposal_generator.pre_nms_topk = (12000, 6000)
 c4.proposal_generator.post_nms_topk = (2000, 1000)
-c4.roi_heads._target_ = ResNeXtRes5ROIHeads
 c4.roi_heads.pooler._target_ = SparseROIPooler
-c4.roi_heads.res5 = L(make_resnext_stage)(
-    name="res5",
-    depth="${...backbone.stages.depth}",
-    num_groups="${...backbone.stages.num_groups}",
-    width_per_group="${...backbone.stages.width_per_group}",
-    stride_in_1x1="${...backbone.stages.stride_in_1x1}",
-    norm="${...backbone.stages.norm}",
-)
-c4.roi_heads.box_predictor.input_shape.channels = 2048
 c4.roi_heads.mask_head = None
-c4.roi_heads.fold_frozen_bn = True
-c4.roi_heads.memory_format = "auto"
-c4.update(PIXEL)

@@ -30,7 +30,7 @@ from PIL import Image
 from ..checkpoint import SafeDetectionCheckpointer
 from ..checkpoint.fit import check_weights_fit
 from ..data.images import read_image_checked
-from ..modeling.roi_align import apply_sparse_roi_align
+from ..modeling import fuse_frozen_batchnorm
 from ..utils.atomic_io import (
     check_output_dir,
     make_output_dir,
@@ -73,11 +73,13 @@ class Predictor:
                 "expected MODEL.WEIGHTS path/to/model_final.pth"
             )
         self.cfg = cfg.clone()
-        self.model = build_model(self.cfg).eval()
-        apply_sparse_roi_align(self.model, self.cfg)
+        model = build_model(self.cfg).eval()
         # Detectron2 would load what fits and leave the rest random, with a log line only.
-        check_weights_fit(self.model, cfg.MODEL.WEIGHTS)
-        SafeDetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        check_weights_fit(model, cfg.MODEL.WEIGHTS)
+        SafeDetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        # The predictor's own model, for inference only: its frozen norms fold into the
+        # convs (the same function, one pass less per norm).
+        self.model = fuse_frozen_batchnorm(model, inplace=True)
         self.resize = T.ResizeShortestEdge(
             [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
         )

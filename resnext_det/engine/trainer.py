@@ -17,7 +17,6 @@ from ..checkpoint import SafeDetectionCheckpointer
 from ..config import add_resnext_config, merge_config
 from ..data import attach_proposals, register_coco2014_splits, register_demo_datasets
 from ..data.sanitize import SkippingDatasetMapper, load_registered, sanitize_annotations
-from ..modeling.roi_align import apply_sparse_roi_align
 from ..registration import register_resnext_backbone
 from ..training.hooks import FiniteWeightsCheckpointer
 from ..training.schedule import describe_schedule
@@ -166,13 +165,6 @@ class Trainer(DefaultTrainer):
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
-
-    @classmethod
-    def build_model(cls, cfg: CfgNode):
-        """Detectron2's model, with RoIAlign as sparse products on the CPU (the config's choice)."""
-        model = super().build_model(cfg)
-        apply_sparse_roi_align(model, cfg)
-        return model
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode):

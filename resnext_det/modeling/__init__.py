@@ -1,4 +1,4 @@
-"""ResNeXt models: block forms, backbones, the C4 head, the classifier, speed options."""
+"""ResNeXt models: block forms, backbones, the RoI heads, the classifier, speed options."""
 
 from .backbone import (
     build_resnext_backbone,
@@ -8,6 +8,7 @@ from .backbone import (
 from .block_forms import convert_block_form, from_grouped_form, to_grouped_form
 from .blocks import EarlyConcatBlock, SplitTransformSumBlock
 from .classifier import CIFAR_BLOCKS_PER_STAGE, build_cifar_resnext, build_resnext_classifier
+from .lazy import use_resnext
 from .resnext import (
     BLOCKS_PER_STAGE,
     FEATURE_NAMES,
@@ -19,9 +20,9 @@ from .resnext import (
     make_resnext_stage,
     make_resnext_stages,
 )
-from .roi_align import SparseROIAlign, SparseROIPooler, use_sparse_roi_align
-from .roi_heads import ResNeXtRes5ROIHeads
-from .speed import apply_speed_options
+from .roi_align import SparseROIAlign, SparseROIPooler
+from .roi_heads import ResNeXtRes5ROIHeads, ResNeXtStandardROIHeads
+from .speed import fuse_frozen_batchnorm
 
 __all__ = [
     "BLOCKS_PER_STAGE",
@@ -32,11 +33,11 @@ __all__ = [
     "EarlyConcatBlock",
     "ResNeXt",
     "ResNeXtRes5ROIHeads",
+    "ResNeXtStandardROIHeads",
     "ResNeXtSpec",
     "SparseROIAlign",
     "SparseROIPooler",
     "SplitTransformSumBlock",
-    "apply_speed_options",
     "build_cifar_resnext",
     "build_resnext",
     "build_resnext_backbone",
@@ -45,8 +46,9 @@ __all__ = [
     "build_resnext_retinanet_fpn_backbone",
     "convert_block_form",
     "from_grouped_form",
+    "fuse_frozen_batchnorm",
     "make_resnext_stage",
     "make_resnext_stages",
     "to_grouped_form",
-    "use_sparse_roi_align",
+    "use_resnext",
 ]

@@ -12,9 +12,11 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone import Backbone
 from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool, LastLevelP6P7
 
-from ..config import RESNEXT_DEFAULTS
+from ..config import resnext_options
 from ..utils.errors import ConfigError
 from .resnext import OUT_FEATURES_KEY, ResNeXt, ResNeXtSpec, build_resnext, check_out_features
+from .roi_align import check_sparse_roi_align
+from .speed import resolve_memory_format
 
 __all__ = [
     "build_resnext_backbone",
@@ -27,23 +29,42 @@ def build_resnext_backbone(cfg, input_shape: ShapeSpec) -> ResNeXt:
     """Detectron2 backbone builder: the ResNeXt of ``MODEL.RESNETS``.
 
     Reads ``MODEL.RESNETS`` and ``MODEL.BACKBONE.FREEZE_AT`` as ``build_resnet_backbone``
-    does, ``MODEL.RESNEXT`` for the block form and the speed options. With
+    does, ``MODEL.RESNEXT`` for the block form and the memory format. With
     ``OUT_FEATURES: ["res4"]`` this is the C4 trunk (stem to res4) of the paper's Faster
     R-CNN, and :class:`~resnext_det.modeling.ResNeXtRes5ROIHeads` holds res5.
     """
-    resnext = cfg.MODEL.get("RESNEXT") or RESNEXT_DEFAULTS
+    return _build_trunk(cfg, input_shape, fpn=False)
+
+
+def _build_trunk(cfg, input_shape: ShapeSpec, fpn: bool) -> ResNeXt:
+    check_sparse_roi_align(cfg)
     return build_resnext(
         ResNeXtSpec.from_config(cfg),
         out_features=cfg.MODEL.RESNETS.OUT_FEATURES,
         freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
         in_channels=input_shape.channels,
-        fold_frozen_bn=resnext["FOLD_FROZEN_BN"],
-        memory_format=resnext["MEMORY_FORMAT"],
+        memory_format=_memory_format(cfg, fpn),
     )
 
 
+def _memory_format(cfg, fpn: bool) -> str:
+    """``MODEL.RESNEXT.MEMORY_FORMAT``, resolved against every GroupNorm that will run on
+    the backbone's maps: its own, the FPN's, and the heads' that read the maps directly
+    (RoI heads read pooled features, which both RoIAlign kernels return contiguous)."""
+    arch = cfg.MODEL.META_ARCHITECTURE
+    norms = [("MODEL.RESNETS.NORM", cfg.MODEL.RESNETS.NORM)]
+    if fpn:
+        norms.append(("MODEL.FPN.NORM", cfg.MODEL.FPN.NORM))
+    if arch in ("SemanticSegmentor", "PanopticFPN"):
+        norms.append(("MODEL.SEM_SEG_HEAD.NORM", cfg.MODEL.SEM_SEG_HEAD.NORM))
+    if arch == "RetinaNet":
+        norms.append(("MODEL.RETINANET.NORM", cfg.MODEL.RETINANET.get("NORM", "")))
+    group_norm_key = next((key for key, norm in norms if norm == "GN"), None)
+    return resolve_memory_format(resnext_options(cfg)["MEMORY_FORMAT"], group_norm_key)
+
+
 def _build_fpn(cfg, input_shape: ShapeSpec, top_block: str) -> FPN:
-    bottom_up = build_resnext_backbone(cfg, input_shape)
+    bottom_up = _build_trunk(cfg, input_shape, fpn=True)
     in_features = check_out_features(cfg.MODEL.FPN.IN_FEATURES, key="MODEL.FPN.IN_FEATURES")
     available = bottom_up.output_shape()
     out_features = list(cfg.MODEL.RESNETS.OUT_FEATURES)

@@ -1,8 +1,9 @@
 """ResNeXt as a classifier: ImageNet (Table 1) and CIFAR (Appendix A), from the same stages.
 
-Both are Detectron2 ``ResNet`` modules whose stages come from :meth:`ResNeXtSpec.make_stage`,
-the very blocks of the detection backbone, so a trained classifier's ``stem.*`` and
-``res*.*`` weights are the backbone's by name. Their forward returns a dict; the logits
+Both are Detectron2 ``ResNet`` modules (:class:`~resnext_det.modeling.ResNeXt`) whose
+stages come from :meth:`ResNeXtSpec.make_stage`, the very blocks of the detection
+backbone, so a trained classifier's ``stem.*`` and ``res*.*`` weights are the backbone's
+by name. Their forward returns a dict; the logits
 are under ``"linear"``.
 """
 
@@ -12,10 +13,9 @@ from typing import Optional
 import fvcore.nn.weight_init as weight_init
 import torch.nn.functional as F
 from detectron2.layers import CNNBlockBase, Conv2d, get_norm
-from detectron2.modeling.backbone.resnet import ResNet
 from torch import Tensor
 
-from .resnext import STAGE_NAMES, ResNeXtSpec
+from .resnext import STAGE_NAMES, ResNeXt, ResNeXtSpec
 
 __all__ = [
     "CIFAR_BLOCKS_PER_STAGE",
@@ -29,8 +29,11 @@ CIFAR_BLOCKS_PER_STAGE = (3, 3, 3)
 
 
 def build_resnext_classifier(
-    spec: ResNeXtSpec, num_classes: int = 1000, out_features: Optional[Sequence[str]] = None
-) -> ResNet:
+    spec: ResNeXtSpec,
+    num_classes: int = 1000,
+    out_features: Optional[Sequence[str]] = None,
+    memory_format: str = "auto",
+) -> ResNeXt:
     """Stem, res2-res5, global average pool and a ``num_classes``-way fc (Table 1).
 
     Args:
@@ -38,13 +41,16 @@ def build_resnext_classifier(
         num_classes: outputs of the fc layer.
         out_features: what forward returns, among 'stem', 'res2' ... 'res5', 'linear'
             (default: only 'linear', the logits).
+        memory_format: the layout rule (see :class:`~resnext_det.modeling.ResNeXt`).
     """
+    stem = spec.make_stem()
     stages = [spec.make_stage(stage) for stage in STAGE_NAMES]
-    return ResNet(
-        spec.make_stem(),
+    return ResNeXt(
+        stem,
         stages,
         num_classes=num_classes,
         out_features=list(out_features) if out_features else None,
+        memory_format=memory_format,
     )
 
 
@@ -71,7 +77,8 @@ def build_cifar_resnext(
     spec: ResNeXtSpec,
     num_classes: int = 10,
     out_features: Optional[Sequence[str]] = None,
-) -> ResNet:
+    memory_format: str = "auto",
+) -> ResNeXt:
     """ResNeXt-29 for 32x32 inputs (Appendix A): maps of 32, 16 and 8 pixels.
 
     The stages are ``spec``'s res2-res4 with three blocks each: res2's template is
@@ -79,14 +86,15 @@ def build_cifar_resnext(
     at each later stage, so 8x64d has 34.4M parameters and 16x64d 68.1M (Table 7).
     ``spec.depth`` is not used.
     """
+    stem = CifarStem(out_channels=spec.stem_out_channels, norm=spec.norm)
     stages = [
         spec.make_stage(stage, num_blocks=blocks)
         for stage, blocks in zip(STAGE_NAMES, CIFAR_BLOCKS_PER_STAGE)
     ]
-    stem = CifarStem(out_channels=spec.stem_out_channels, norm=spec.norm)
-    return ResNet(
+    return ResNeXt(
         stem,
         stages,
         num_classes=num_classes,
         out_features=list(out_features) if out_features else None,
+        memory_format=memory_format,
     )

@@ -17,16 +17,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import torch
 from detectron2.layers import CNNBlockBase
 from detectron2.modeling.backbone.resnet import BasicStem, BottleneckBlock, ResNet
 from torch import nn
 
-from ..config import RESNEXT_DEFAULTS
+from ..config import resnext_options
 from ..utils.errors import ConfigError
 from ..utils.value_checks import boolean, integer, require
 from .block_forms import BLOCK_FORMS
 from .blocks import GN_GROUPS, EarlyConcatBlock, SplitTransformSumBlock
-from .speed import apply_speed_options
+from .speed import has_group_norm, resolve_memory_format, to_memory_format
 
 __all__ = [
     "BLOCKS_PER_STAGE",
@@ -182,7 +183,7 @@ class ResNeXtSpec:
                 "backbones do not build (they need Detectron2's compiled ops); expected "
                 "[False, False, False, False]"
             )
-        resnext = cfg.MODEL.get("RESNEXT") or RESNEXT_DEFAULTS
+        resnext = resnext_options(cfg)
         return cls(
             depth=resnets.DEPTH,
             cardinality=resnets.NUM_GROUPS,
@@ -293,26 +294,37 @@ def make_resnext_stages(
     ]
 
 
-def check_out_features(out_features: Sequence[str], key: str = OUT_FEATURES_KEY) -> list[str]:
-    """Return ``out_features`` as a list, or raise if one names no stage of the network."""
+def check_out_features(
+    out_features: Sequence[str], key: str = OUT_FEATURES_KEY, classifier: bool = False
+) -> list[str]:
+    """Return ``out_features`` as a list, or raise if one names no stage of the network.
+
+    Args:
+        out_features: the names.
+        key: how errors name them.
+        classifier: the network ends in an fc layer, whose output is named 'linear'.
+    """
     out_features = list(out_features)
+    names = FEATURE_NAMES + (("linear",) if classifier else ())
     if not out_features:
-        raise ConfigError(f"{key}=[] is empty; expected names among {', '.join(FEATURE_NAMES)}")
+        raise ConfigError(f"{key}=[] is empty; expected names among {', '.join(names)}")
     for name in out_features:
-        if name not in FEATURE_NAMES:
+        if name not in names:
             raise ConfigError(
                 f"{key}={out_features!r} names {name!r}, which is no stage of the network; "
-                f"expected names among {', '.join(FEATURE_NAMES)}"
+                f"expected names among {', '.join(names)}"
             )
     return out_features
 
 
 class ResNeXt(ResNet):
-    """Detectron2's ``ResNet`` holding ResNeXt stages, with the speed options applied.
+    """Detectron2's ``ResNet`` holding ResNeXt stages, each stage fed in its fastest layout.
 
-    The same modules, names and forward as ``ResNet``; only the convolutions compute
-    faster (:func:`~resnext_det.modeling.speed.apply_speed_options`). Takes ``ResNet``'s
-    arguments, so a LazyConfig can build it as Detectron2's own configs build ``ResNet``::
+    The same modules, parameter names, initialisation and function as ``ResNet``; its
+    forward differs only in the memory format each stage's input is given
+    (:func:`~resnext_det.modeling.speed.to_memory_format`), which changes no value. Takes
+    ``ResNet``'s arguments, so a LazyConfig builds it as Detectron2's own configs build
+    ``ResNet``::
 
         L(ResNeXt)(
             stem=L(BasicStem)(in_channels=3, out_channels=64, norm="FrozenBN"),
@@ -323,9 +335,10 @@ class ResNeXt(ResNet):
 
     Args:
         stem, stages, num_classes, out_features, freeze_at: as Detectron2's ``ResNet``.
-        fold_frozen_bn: compute each conv + frozen BN as one conv where no gradient flows
-            into the conv (inference, frozen stages); the same function, less work.
-        memory_format: the memory format each conv runs in ('auto': by its map size).
+        memory_format: 'auto' (by each stage's input map on the CPU; contiguous if the
+            backbone holds GroupNorm), 'contiguous' or 'channels_last'. GroupNorm in the
+            layers after the backbone (an FPN or head with ``NORM: GN``) also wants
+            'contiguous': the yaml builders choose it themselves.
     """
 
     def __init__(
@@ -336,18 +349,36 @@ class ResNeXt(ResNet):
         out_features: Optional[Sequence[str]] = None,
         freeze_at: int = 0,
         *,
-        fold_frozen_bn: bool = True,
         memory_format: str = "auto",
     ):
         if out_features is not None:
-            out_features = check_out_features(out_features)
+            out_features = check_out_features(out_features, classifier=num_classes is not None)
         if not _is_int(freeze_at) or not 0 <= freeze_at <= len(FEATURE_NAMES):
             raise ConfigError(
                 f"{FREEZE_AT_KEY}={freeze_at!r} is invalid; expected an integer in 0..5"
             )
-        # After ResNet's freeze(), which turns the frozen stages' BN into FrozenBN.
         super().__init__(stem, stages, num_classes, out_features, freeze_at)
-        apply_speed_options(self, fold_frozen_bn, memory_format)
+        group_norm_key = CONFIG_KEYS["norm"] if has_group_norm(self) else None
+        self.memory_format = resolve_memory_format(memory_format, group_norm_key)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Detectron2's ``ResNet.forward``, with each stage's input in its layout."""
+        assert x.dim() == 4, f"ResNet takes an input of shape (N, C, H, W). Got {x.shape} instead!"
+        outputs = {}
+        x = self.stem(to_memory_format(x, self.memory_format))
+        if "stem" in self._out_features:
+            outputs["stem"] = x
+        for name, stage in zip(self.stage_names, self.stages):
+            x = stage(to_memory_format(x, self.memory_format))
+            if name in self._out_features:
+                outputs[name] = x
+        if self.num_classes is not None:
+            x = self.avgpool(x)
+            x = torch.flatten(x, 1)
+            x = self.linear(x)
+            if "linear" in self._out_features:
+                outputs["linear"] = x
+        return outputs
 
 
 def build_resnext(
@@ -356,10 +387,14 @@ def build_resnext(
     out_features: Sequence[str],
     freeze_at: int = 0,
     in_channels: int = 3,
-    fold_frozen_bn: bool = True,
     memory_format: str = "auto",
 ) -> ResNeXt:
     """Build a ResNeXt backbone that stops at its last requested feature.
+
+    As Detectron2's ``build_resnet_backbone``, the stem is drawn first and then all four
+    stages, of which ``ResNet`` keeps those up to the last requested feature: with the
+    same seed, the weights are those of Detectron2's ResNet of the same config, and what
+    is built after the backbone (a C4 head's res5) draws from the same random stream.
 
     Args:
         spec: the member of the family.
@@ -367,19 +402,14 @@ def build_resnext(
         freeze_at: 0 trains everything; 1 freezes the stem; k >= 2 also res2 ... res{k}
             (Detectron2's convention).
         in_channels: channels of the input image.
-        fold_frozen_bn, memory_format: the speed options (see :class:`ResNeXt`).
+        memory_format: the layout rule (see :class:`ResNeXt`).
 
     Returns:
         A Detectron2 ``ResNet`` (a ``Backbone``) whose forward returns ``out_features``.
     """
     out_features = check_out_features(out_features)
-    last = max(FEATURE_NAMES.index(name) for name in out_features)
-    stages = [spec.make_stage(stage) for stage in STAGE_NAMES[:last]]
+    stem = spec.make_stem(in_channels)
+    stages = [spec.make_stage(stage) for stage in STAGE_NAMES]
     return ResNeXt(
-        spec.make_stem(in_channels),
-        stages,
-        out_features=out_features,
-        freeze_at=freeze_at,
-        fold_frozen_bn=fold_frozen_bn,
-        memory_format=memory_format,
+        stem, stages, out_features=out_features, freeze_at=freeze_at, memory_format=memory_format
     )

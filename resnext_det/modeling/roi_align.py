@@ -18,19 +18,23 @@ import torch
 from detectron2.config import CfgNode
 from detectron2.layers import ROIAlign
 from detectron2.modeling.poolers import ROIPooler
-from torch import nn
 from torchvision.ops import roi_align
 
-from ..config import RESNEXT_DEFAULTS
+from ..config import resnext_options
+from ..utils.errors import ConfigError
 from ..utils.value_checks import boolean, require
 
 __all__ = [
+    "SPARSE_ROI_HEADS",
     "SparseROIAlign",
     "SparseROIPooler",
-    "apply_sparse_roi_align",
+    "check_sparse_roi_align",
     "roi_align_matrix",
-    "use_sparse_roi_align",
+    "sparse_roi_align",
+    "use_sparse_levels",
 ]
+
+SPARSE_KEY = "MODEL.RESNEXT.SPARSE_ROI_ALIGN"
 
 
 def roi_align_matrix(
@@ -136,7 +140,8 @@ class _SparseROIAlignFunction(torch.autograd.Function):
         out = _sparse_product(matrix, pixels)
         ctx.save_for_backward(matrix)
         ctx.input_shape = x.shape
-        return out.view(len(rois), *output_size, c).permute(0, 3, 1, 2)
+        # Contiguous, as torchvision's: the heads see the layout Detectron2's model gives them.
+        return out.view(len(rois), *output_size, c).permute(0, 3, 1, 2).contiguous()
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -190,46 +195,57 @@ def _sparse_applies(x: torch.Tensor) -> bool:
     )
 
 
-def use_sparse_roi_align(model: nn.Module) -> int:
-    """Make every Detectron2 ``ROIAlign`` in ``model`` a :class:`SparseROIAlign`, in place.
-
-    Returns:
-        How many were changed.
-    """
-    changed = 0
-    for module in model.modules():
-        if type(module) is ROIAlign:  # noqa: E721  (exactly: a subclass may differ)
-            module.__class__ = SparseROIAlign
-            changed += 1
-    return changed
+def use_sparse_levels(pooler: ROIPooler) -> ROIPooler:
+    """Give a freshly built ``pooler`` :class:`SparseROIAlign` levels in place of its
+    ``ROIAlign`` ones (same arguments; RoIPool and rotated levels stay). Returns it."""
+    for index, level in enumerate(pooler.level_poolers):
+        if type(level) is ROIAlign:  # noqa: E721  (exactly: a subclass may compute otherwise)
+            pooler.level_poolers[index] = SparseROIAlign(
+                level.output_size, level.spatial_scale, level.sampling_ratio, level.aligned
+            )
+    return pooler
 
 
 class SparseROIPooler(ROIPooler):
     """Detectron2's ``ROIPooler`` whose RoIAlign levels are :class:`SparseROIAlign`.
 
-    For LazyConfig models, which ``instantiate`` builds with no tool in between to call
-    :func:`use_sparse_roi_align`: a pooler's ``_target_`` carries the choice in the config
-    (``configs/common/resnext_models.py``). Same arguments as ``ROIPooler``.
+    Same arguments as ``ROIPooler``. For LazyConfig models, where a pooler's ``_target_``
+    carries the choice (``configs/common/resnext_models.py``); the yaml configs choose
+    with ``MODEL.RESNEXT.SPARSE_ROI_ALIGN`` and the RoI heads of ours.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        use_sparse_roi_align(self)
+        use_sparse_levels(self)
 
 
-def apply_sparse_roi_align(model: nn.Module, cfg: CfgNode) -> int:
-    """:func:`use_sparse_roi_align` on ``model`` if ``MODEL.RESNEXT.SPARSE_ROI_ALIGN`` says so.
+# The meta-architectures that build RoI heads (ROI_HEADS_REGISTRY), and ours that honour
+# MODEL.RESNEXT.SPARSE_ROI_ALIGN.
+_WITH_ROI_HEADS = ("GeneralizedRCNN", "PanopticFPN")
+SPARSE_ROI_HEADS = ("ResNeXtRes5ROIHeads", "ResNeXtStandardROIHeads")
 
-    Detectron2's ``build_model`` offers no hook after the heads are built, so the tools
-    that build a detector (the trainer, the predictor) call this on what it returns.
+
+def sparse_roi_align(cfg: CfgNode) -> bool:
+    """``MODEL.RESNEXT.SPARSE_ROI_ALIGN``, checked to be True or False."""
+    enabled = resnext_options(cfg)["SPARSE_ROI_ALIGN"]
+    require(SPARSE_KEY, enabled, boolean())
+    return enabled
+
+
+def check_sparse_roi_align(cfg: CfgNode) -> None:
+    """Refuse ``SPARSE_ROI_ALIGN: True`` where the model's RoI heads would ignore it.
+
+    A model without RoI heads (an RPN alone, RetinaNet) pools nothing, so the key changes
+    nothing there and is accepted.
 
     Raises:
-        ConfigError: the key holds something other than True or False.
-
-    Returns:
-        How many RoIAlign modules were changed.
+        ConfigError: naming the key and the RoI heads that ignore it.
     """
-    node = cfg.MODEL.get("RESNEXT") or RESNEXT_DEFAULTS
-    enabled = node.get("SPARSE_ROI_ALIGN", RESNEXT_DEFAULTS["SPARSE_ROI_ALIGN"])
-    require("MODEL.RESNEXT.SPARSE_ROI_ALIGN", enabled, boolean())
-    return use_sparse_roi_align(model) if enabled else 0
+    if not sparse_roi_align(cfg) or cfg.MODEL.META_ARCHITECTURE not in _WITH_ROI_HEADS:
+        return
+    heads = cfg.MODEL.ROI_HEADS.NAME
+    if heads not in SPARSE_ROI_HEADS:
+        raise ConfigError(
+            f"{SPARSE_KEY}=True is honoured by the RoI heads {' and '.join(SPARSE_ROI_HEADS)}, "
+            f"but MODEL.ROI_HEADS.NAME={heads!r}; expected one of them, or {SPARSE_KEY} False"
+        )

@@ -1,16 +1,23 @@
-"""The C4 RoI head of the paper's Faster R-CNN: res5 of the same ResNeXt runs on every RoI."""
+"""The RoI heads of ours: the paper's C4 head (res5 of the same ResNeXt on every RoI), and
+Detectron2's FPN heads with the sparse RoIAlign as a config choice.
 
+Both are in Detectron2's ``ROI_HEADS_REGISTRY`` once ``resnext_det`` is imported.
+"""
+
+import torch
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
-from detectron2.modeling.roi_heads import Res5ROIHeads
+from detectron2.modeling.roi_heads import Res5ROIHeads, StandardROIHeads
+from detectron2.structures import Boxes
 from torch import nn
 
-from ..config import RESNEXT_DEFAULTS
+from ..config import RESNEXT_DEFAULTS, resnext_options
 from ..utils.errors import ConfigError
 from .resnext import CONFIG_KEYS, OUT_FEATURES_KEY, ResNeXtSpec
-from .speed import apply_speed_options
+from .roi_align import sparse_roi_align, use_sparse_levels
+from .speed import has_group_norm, resolve_memory_format, to_memory_format
 
-__all__ = ["ResNeXtRes5ROIHeads", "check_c4_inputs"]
+__all__ = ["ResNeXtRes5ROIHeads", "ResNeXtStandardROIHeads", "check_c4_inputs"]
 
 C4_FEATURE = "res4"
 
@@ -20,41 +27,63 @@ class ResNeXtRes5ROIHeads(Res5ROIHeads):
 
     The trunk (``build_resnext_backbone``) stops at res4; RoIs pooled from res4 run
     through res5 here, as in the paper (Sec. 5.4, "C4"). Module and parameter names are
-    Detectron2's (``roi_heads.res5.0.conv1.weight``, ...). The speed options of the trunk
-    apply here too: at test time res5 runs on about a thousand RoIs, the largest input of
-    the model.
+    Detectron2's (``roi_heads.res5.0.conv1.weight``, ...); for block form (c) at the
+    paper's depths the head is Detectron2's own, initialised alike. At test time res5 runs
+    on about a thousand RoIs, the largest input of the model: it gets them in the layout
+    that runs it fastest, as the trunk's stages do.
 
     Args:
-        fold_frozen_bn, memory_format: the speed options (``MODEL.RESNEXT``), applied to
-            ``res5``.
+        memory_format: ``MODEL.RESNEXT.MEMORY_FORMAT``, the layout rule of res5.
         **kwargs: as Detectron2's ``Res5ROIHeads`` (``res5`` may be a list of blocks, e.g.
             from :func:`~resnext_det.modeling.make_resnext_stage` in a LazyConfig).
     """
 
     @configurable
-    def __init__(
-        self,
-        *,
-        fold_frozen_bn: bool = RESNEXT_DEFAULTS["FOLD_FROZEN_BN"],
-        memory_format: str = RESNEXT_DEFAULTS["MEMORY_FORMAT"],
-        **kwargs,
-    ):
+    def __init__(self, *, memory_format: str = RESNEXT_DEFAULTS["MEMORY_FORMAT"], **kwargs):
         super().__init__(**kwargs)
-        apply_speed_options(self.res5, fold_frozen_bn, memory_format)
+        group_norm_key = CONFIG_KEYS["norm"] if has_group_norm(self) else None
+        self.memory_format = resolve_memory_format(memory_format, group_norm_key)
 
     @classmethod
     def from_config(cls, cfg, input_shape: dict[str, ShapeSpec]):
         check_c4_inputs(cfg, input_shape)
         ret = super().from_config(cfg, input_shape)
-        resnext = cfg.MODEL.get("RESNEXT") or RESNEXT_DEFAULTS
-        ret["fold_frozen_bn"] = resnext["FOLD_FROZEN_BN"]
-        ret["memory_format"] = resnext["MEMORY_FORMAT"]
+        ret["memory_format"] = resnext_options(cfg)["MEMORY_FORMAT"]
+        if sparse_roi_align(cfg):
+            use_sparse_levels(ret["pooler"])
         return ret
 
     @classmethod
     def _build_res5_block(cls, cfg) -> tuple[nn.Sequential, int]:
         spec = ResNeXtSpec.from_config(cfg)
         return nn.Sequential(*spec.make_stage("res5")), spec.stage_out_channels("res5")
+
+    def _shared_roi_transform(self, features: list[torch.Tensor], boxes: list[Boxes]):
+        x = self.pooler(features, boxes)
+        return self.res5(to_memory_format(x, self.memory_format))
+
+
+class ResNeXtStandardROIHeads(StandardROIHeads):
+    """Detectron2's ``StandardROIHeads`` (FPN) that honours ``MODEL.RESNEXT.SPARSE_ROI_ALIGN``.
+
+    With the key False it is ``StandardROIHeads`` itself; with it True its poolers (box,
+    mask, keypoint) compute RoIAlign on the CPU as sparse products
+    (:class:`~resnext_det.modeling.roi_align.SparseROIAlign`): the same values, faster.
+    """
+
+    # As detectron2.export annotates StandardROIHeads (not its subclasses): scripting then
+    # compiles away the branches of the heads a model does not have.
+    mask_on: torch.jit.Final[bool]
+    keypoint_on: torch.jit.Final[bool]
+
+    @classmethod
+    def from_config(cls, cfg, input_shape: dict[str, ShapeSpec]):
+        ret = super().from_config(cfg, input_shape)
+        if sparse_roi_align(cfg):
+            for key in ("box_pooler", "mask_pooler", "keypoint_pooler"):
+                if ret.get(key) is not None:
+                    use_sparse_levels(ret[key])
+        return ret
 
 
 def check_c4_inputs(cfg, input_shape: dict[str, ShapeSpec]) -> None:

@@ -39,7 +39,6 @@ from torch.utils.data import DataLoader
 from ..checkpoint import SafeDetectionCheckpointer
 from ..checkpoint.fit import check_weights_fit
 from ..modeling import ResNeXtSpec, build_cifar_resnext, build_resnext_classifier
-from ..modeling.speed import apply_speed_options
 from ..training.schedule import describe_schedule
 from ..utils.atomic_io import write_text_atomically
 from ..utils.errors import ConfigError, TrainingDiverged
@@ -123,10 +122,9 @@ def build_classifier(cfg: CfgNode) -> nn.Module:
         raise ConfigError(
             f"MODEL.ARCH={cfg.MODEL.ARCH!r} is not supported; expected one of {ARCHS}"
         )
-    model = builders[cfg.MODEL.ARCH](spec, cfg.MODEL.NUM_CLASSES)
-    node = cfg.MODEL.RESNEXT
-    apply_speed_options(model, node.FOLD_FROZEN_BN, node.MEMORY_FORMAT)
-    return model
+    return builders[cfg.MODEL.ARCH](
+        spec, cfg.MODEL.NUM_CLASSES, memory_format=cfg.MODEL.RESNEXT.MEMORY_FORMAT
+    )
 
 
 @dataclass(frozen=True)
