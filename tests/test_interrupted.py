@@ -136,7 +136,7 @@ def test_kill_9_then_resume_pretraining_ends_as_an_uninterrupted_run(tmp_path):
         return [
             sys.executable, str(REPO / "tools" / "pretrain_imagenet.py"), *flags,
             "--config-file", str(X50), *TINY, "DATA.ROOT", str(folder), "OUTPUT_DIR", str(out),
-            "SOLVER.MAX_ITER", "12", "SOLVER.CHECKPOINT_PERIOD", "2", "TEST.EVAL_PERIOD", "0",
+            "SOLVER.MAX_ITER", "12", "SOLVER.CHECKPOINT_PERIOD", "2", "TEST.EVAL_PERIOD_EPOCHS", "0",
         ]  # fmt: skip
 
     straight = subprocess.run(

@@ -1,7 +1,11 @@
 """The pretraining config: the paper's recipe as defaults, and the rules its values obey.
 
 The network is named with Detectron2's own keys (``MODEL.RESNETS``, ``MODEL.RESNEXT``), as
-in a detection config; the rest (data, input, solver in epochs) is pretraining's own.
+in a detection config; the rest (data, input, solver in epochs) is pretraining's own. A
+setting counted in epochs says so in its name (``SOLVER.EPOCHS``, ``STEP_EPOCHS``,
+``WARMUP_EPOCHS``, ``TEST.EVAL_PERIOD_EPOCHS``); a key shared with Detectron2 counts what
+Detectron2's counts (``SOLVER.MAX_ITER``, ``CHECKPOINT_PERIOD``: iterations). Detectron2's
+``SOLVER.STEPS`` and ``TEST.EVAL_PERIOD`` are refused by name (:func:`get_pretrain_cfg`).
 """
 
 from collections.abc import Sequence
@@ -44,7 +48,7 @@ PRETRAIN_RULES = [
     ("SOLVER.WARMUP_EPOCHS", number(0)),
     ("SOLVER.MAX_ITER", integer(0)),
     ("SOLVER.CHECKPOINT_PERIOD", integer(0)),
-    ("TEST.EVAL_PERIOD", integer(0)),
+    ("TEST.EVAL_PERIOD_EPOCHS", integer(0)),
     ("TEST.IMS_PER_BATCH", integer(1)),
     ("LOG_PERIOD", integer(1)),
     ("SEED", integer(0)),
@@ -58,13 +62,20 @@ def check_pretrain_config(cfg: CfgNode) -> None:
         ConfigError: naming the key, the value and what is expected.
     """
     check_values(cfg, PRETRAIN_RULES)
-    steps = cfg.SOLVER.STEPS
+    steps, epochs = cfg.SOLVER.STEP_EPOCHS, cfg.SOLVER.EPOCHS
     ordered = isinstance(steps, (list, tuple)) and all(
         isinstance(s, (int, float)) and not isinstance(s, bool) and s >= 0 for s in steps
     )
     if not ordered or list(steps) != sorted(steps):
         raise ConfigError(
-            f"SOLVER.STEPS={steps!r} is invalid; expected increasing epochs >= 0 (a list)"
+            f"SOLVER.STEP_EPOCHS={steps!r} is invalid; expected increasing epochs >= 0 (a list)"
+        )
+    if steps and max(steps) >= epochs:
+        # A step the run never reaches leaves the lr where it was: an iteration count given
+        # for epochs (Detectron2's habit) would train the whole run at the base lr.
+        raise ConfigError(
+            f"SOLVER.STEP_EPOCHS={tuple(steps)!r} reaches past the run's SOLVER.EPOCHS={epochs}; "
+            f"expected epochs below {epochs} (they count epochs, not iterations)"
         )
     low, high = cfg.INPUT.TRAIN_SCALE
     if low > high:
