@@ -1,5 +1,6 @@
 """Classification pretraining on tiny data sets cut from real photos: loss, resume, DDP, CIFAR."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -13,14 +14,17 @@ from resnext_det.modeling import ResNeXtSpec, build_cifar_resnext
 from resnext_det.pretrain import (
     Pretrainer,
     build_pretrain_config,
+    check_pretrain_config,
     get_pretrain_cfg,
     scale_to_world_size,
 )
 from resnext_det.pretrain.data import TrainSampler
 from resnext_det.pretrain.evaluation import topk_wrong
+from resnext_det.utils.errors import ConfigError
 
 from ._paths import CONFIGS, REPO
 from ._photos import make_cifar10, make_image_folder
+from ._tools import assert_one_line_error, run_cli
 
 X50 = CONFIGS / "imagenet" / "X50_32x4d.yaml"
 # The X50 recipe shrunk to seconds on 2 CPU cores: depth 14, 64 px crops, 3 classes.
@@ -110,20 +114,42 @@ def test_resume_continues_from_the_same_step(image_folder, tmp_path):
         torch.testing.assert_close(resumed.model.state_dict()[name], value, rtol=0, atol=0)
 
 
-def test_two_processes_match_one_on_the_same_global_batch(image_folder, tmp_path):
-    """torchrun with 2 gloo processes of 6 images each makes the updates that 1 process of
-    12 does (GroupNorm, so that per-process batch statistics play no part)."""
-    opts = ["MODEL.RESNETS.NORM", "GN", "SOLVER.MAX_ITER", "2", "SOLVER.BASE_LR", "0.002"]
-    one = Pretrainer(_cfg(image_folder, tmp_path / "one", *opts))
-    initial = {k: v.clone() for k, v in one.model.state_dict().items()}
-    one.resume_or_load(resume=False)
-    one_result = one.train()
+# GroupNorm, so that per-process batch statistics play no part.
+TWO_PROCESS_OPTS = ["MODEL.RESNETS.NORM", "GN", "SOLVER.MAX_ITER", "2", "SOLVER.BASE_LR", "0.002"]
+TOOL = str(REPO / "tools" / "pretrain_imagenet.py")
+LAUNCHERS = {
+    # Detectron2's launch spawns the processes; gloo, since there is no GPU. A free port,
+    # as the default is one per user and tests run side by side.
+    "launch": [sys.executable, TOOL, "--num-gpus", "2", "--dist-url", "auto"],
+    "torchrun": [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        TOOL,
+    ],
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def one_process(image_folder, tmp_path_factory):
+    """Two steps of one process on the global batch: its initial and final weights, result."""
+    trainer = Pretrainer(_cfg(image_folder, tmp_path_factory.mktemp("one"), *TWO_PROCESS_OPTS))
+    initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.resume_or_load(resume=False)
+    result = trainer.train()
+    return initial, trainer.model.state_dict(), result
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_two_processes_match_one_on_the_same_global_batch(
+    launcher, one_process, image_folder, tmp_path
+):
+    """2 gloo processes of 6 images each, launched by Detectron2's launch (--num-gpus 2)
+    or by torchrun, make the updates that 1 process of 12 does."""
+    initial, one, one_result = one_process
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run(
         [
-            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-            str(REPO / "tools" / "pretrain_imagenet.py"), "--config-file", str(X50),
-            *TINY, "DATA.ROOT", str(image_folder), "OUTPUT_DIR", str(tmp_path / "two"), *opts,
+            *LAUNCHERS[launcher], "--config-file", str(X50), *TINY, "DATA.ROOT", str(image_folder),
+            "OUTPUT_DIR", str(tmp_path / "two"), *TWO_PROCESS_OPTS,
         ],
         cwd=REPO, env=env, capture_output=True, text=True,
     )  # fmt: skip
@@ -135,10 +161,12 @@ def test_two_processes_match_one_on_the_same_global_batch(image_folder, tmp_path
     # and ~1e-3 after two (measured); summed instead of averaged gradients, or other
     # batches, would change them by their whole size.
     names = list(initial)
-    update_one = torch.cat([(one.model.state_dict()[k] - initial[k]).flatten() for k in names])
+    update_one = torch.cat([(one[k] - initial[k]).flatten() for k in names])
     update_two = torch.cat([(two[k] - initial[k]).flatten() for k in names])
     assert (update_two - update_one).norm() < 1e-2 * update_one.norm()
-    two_result = json.loads(run.stdout.strip().splitlines()[-1])
+    results = [line for line in run.stdout.splitlines() if line.startswith("{")]
+    assert len(results) == 1  # printed by the main process only
+    two_result = json.loads(results[0])
     assert two_result["images"] == one_result["images"] == 12  # each val image once
     assert two_result["top1_err"] == pytest.approx(one_result["top1_err"])
 
@@ -170,6 +198,69 @@ def test_a_val_split_of_fewer_classes_is_also_scored_as_a_subset(image_folder, t
     errors = trainer.evaluate()
     assert errors["images"] == 8
     assert errors["top1_err_subset"] <= errors["top1_err"]
+
+
+RENAMED = [("SOLVER.STEPS", "SOLVER.STEP_EPOCHS"), ("TEST.EVAL_PERIOD", "TEST.EVAL_PERIOD_EPOCHS")]
+
+
+@pytest.mark.parametrize("old,new", RENAMED, ids=[old for old, _ in RENAMED])
+def test_detectron2_s_iteration_keys_are_refused_naming_the_epoch_keys(old, new, tmp_path):
+    """Detectron2's keys of these names count iterations; read as epochs, a detection habit
+    such as SOLVER.STEPS (60000, 80000) would never lower the lr."""
+    section, key = old.split(".")
+    (tmp_path / "old.yaml").write_text(f"_BASE_: {X50}\n{section}:\n  {key}: (60000, 80000)\n")
+    expected = (
+        rf"Key {old} was renamed to {new}; please update your config\. Note: pretraining "
+        rf"counts its .* in epochs; expected {new} \(epochs\), not Detectron2's {old} "
+        r"\(iterations\)"
+    )
+    with pytest.raises(ConfigError, match=rf"old\.yaml: {expected}"):
+        build_pretrain_config(str(tmp_path / "old.yaml"))
+    run = run_cli("tools/pretrain_imagenet.py", "--config-file", X50, old, "(60000, 80000)")
+    assert_one_line_error(run, rf"^error: command-line override: {expected}$")
+
+
+def test_a_step_schedule_past_the_run_s_epochs_is_refused():
+    cfg = build_pretrain_config(str(X50), ["SOLVER.STEP_EPOCHS", "(60000, 80000)"])
+    with pytest.raises(
+        ConfigError,
+        match=r"^SOLVER\.STEP_EPOCHS=\(60000, 80000\) reaches past the run's SOLVER\.EPOCHS=100; "
+        r"expected epochs below 100 \(they count epochs, not iterations\)$",
+    ):
+        check_pretrain_config(cfg)
+    # A step at the last epoch is never reached either; one before it is.
+    for steps, refused in (("(30, 100)", True), ("(30, 99)", False)):
+        cfg = build_pretrain_config(str(X50), ["SOLVER.STEP_EPOCHS", steps])
+        with pytest.raises(ConfigError) if refused else contextlib.nullcontext():
+            check_pretrain_config(cfg)
+
+
+def test_the_launcher_checks_the_run_before_it_starts_workers(image_folder, tmp_path):
+    """Refused in the launching process, in one line and before any folder is made: a
+    worker's error would come from another process (and from each of them)."""
+    out = tmp_path / "run"
+    run = run_cli(
+        "tools/pretrain_imagenet.py", "--num-gpus", "2", "--config-file", X50, *TINY,
+        "DATA.ROOT", tmp_path / "nothing", "OUTPUT_DIR", out,
+    )  # fmt: skip
+    assert_one_line_error(run, r"DATA\.ROOT='.*nothing' has no train/ folder")
+    run = run_cli(
+        "tools/pretrain_imagenet.py", "--num-gpus", "2", "--config-file", X50, *TINY,
+        "SOLVER.IMS_PER_BATCH", "13", "DATA.ROOT", image_folder, "OUTPUT_DIR", out,
+    )  # fmt: skip
+    assert_one_line_error(run, r"SOLVER\.IMS_PER_BATCH=13 .*2 processes")
+    run = run_cli(
+        "tools/pretrain_imagenet.py", "--eval-only", "--config-file", X50, *TINY,
+        "DATA.ROOT", image_folder, "OUTPUT_DIR", out,
+    )  # fmt: skip
+    assert_one_line_error(run, r"--eval-only with MODEL\.WEIGHTS empty would evaluate random")
+    # Under torchrun, whose processes are the workers, the launch flags are torchrun's.
+    run = run_cli(
+        "tools/pretrain_imagenet.py", "--num-gpus", "2", "--config-file", X50, *TINY,
+        "DATA.ROOT", image_folder, "OUTPUT_DIR", out, env={"RANK": "0", "WORLD_SIZE": "1"},
+    )  # fmt: skip
+    assert_one_line_error(run, r"--num-gpus 2 --num-machines 1 under torchrun, .*expected 1")
+    assert not out.exists()
 
 
 def test_topk_errors_on_known_predictions():
@@ -208,7 +299,7 @@ def test_schedule_scales_linearly_from_eight_processes():
     assert (cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.BASE_LR) == (256, 0.1)
     two = scale_to_world_size(cfg, 2)
     assert (two.SOLVER.IMS_PER_BATCH, two.SOLVER.BASE_LR) == (64, 0.025)
-    assert tuple(two.SOLVER.STEPS) == (30, 60, 90) and two.SOLVER.EPOCHS == 100
+    assert tuple(two.SOLVER.STEP_EPOCHS) == (30, 60, 90) and two.SOLVER.EPOCHS == 100
 
 
 @pytest.mark.parametrize("config", sorted((CONFIGS / "imagenet").glob("[RX]*.yaml")), ids=str)
@@ -217,7 +308,7 @@ def test_imagenet_configs_hold_the_paper_recipe(config):
     solver = cfg.SOLVER
     assert (solver.IMS_PER_BATCH, solver.REFERENCE_WORLD_SIZE, solver.BASE_LR) == (256, 8, 0.1)
     assert (solver.MOMENTUM, solver.WEIGHT_DECAY, solver.GAMMA) == (0.9, 1e-4, 0.1)
-    assert tuple(solver.STEPS) == (30, 60, 90) and solver.EPOCHS > 90
+    assert tuple(solver.STEP_EPOCHS) == (30, 60, 90) and solver.EPOCHS > 90
     assert (cfg.INPUT.TRAIN_CROP, cfg.INPUT.TEST_RESIZE, cfg.INPUT.TEST_CROP) == (224, 256, 224)
     spec = ResNeXtSpec.from_config(cfg)
     depth, _, template = config.stem[1:].partition("_")
@@ -254,7 +345,7 @@ def test_cifar_recipe_and_pickle_batches(tmp_path):
     cfg = build_pretrain_config(str(CONFIGS / "cifar" / "resnext29_8x64d.yaml"))
     solver = cfg.SOLVER
     assert (solver.IMS_PER_BATCH, solver.BASE_LR, solver.WEIGHT_DECAY) == (128, 0.1, 5e-4)
-    assert (tuple(solver.STEPS), solver.EPOCHS, cfg.INPUT.PADDING) == ((150, 225), 300, 4)
+    assert (tuple(solver.STEP_EPOCHS), solver.EPOCHS, cfg.INPUT.PADDING) == ((150, 225), 300, 4)
 
     root = make_cifar10(tmp_path / "cifar")
     small = [

@@ -1,8 +1,9 @@
 """Classification pretraining (ImageNet, Sec. 4; CIFAR, Appendix A) on Detectron2's engine.
 
 Its config (:mod:`.config`), data (:mod:`.data`, :mod:`.imagenet`), evaluation
-(:mod:`.evaluation`), hooks (:mod:`.hooks`) and trainer (:mod:`.trainer`); the classifier
-itself is :func:`resnext_det.modeling.build_resnext_classifier`.
+(:mod:`.evaluation`), hooks (:mod:`.hooks`) and trainer (:mod:`.trainer`, one more
+:class:`~resnext_det.training.loop.TrainingLoop`); the classifier itself is
+:func:`resnext_det.modeling.build_resnext_classifier`.
 """
 
 from .config import (
@@ -15,26 +16,22 @@ from .config import (
 from .trainer import (
     METRICS_FILE,
     ClassificationLoss,
-    DistributedContext,
     Pretrainer,
     StepSchedule,
     build_classifier,
-    init_distributed,
-    shutdown_distributed,
+    check_pretrain_run,
 )
 
 __all__ = [
     "METRICS_FILE",
     "PRETRAIN_RULES",
     "ClassificationLoss",
-    "DistributedContext",
     "Pretrainer",
     "StepSchedule",
     "build_classifier",
     "build_pretrain_config",
     "check_pretrain_config",
+    "check_pretrain_run",
     "get_pretrain_cfg",
-    "init_distributed",
     "scale_to_world_size",
-    "shutdown_distributed",
 ]

@@ -1,25 +1,27 @@
-"""Classification pretraining of the ResNeXt stages (Sec. 4, Appendix A), run by torchrun.
+"""Classification pretraining of the ResNeXt stages (Sec. 4, Appendix A).
 
 The classifier is built from the very stage modules of the detection backbone
 (:func:`~resnext_det.modeling.build_resnext_classifier`), so its weights convert to
-Detectron2 by name (``tools/convert_weights.py``). It trains on Detectron2's engine: a
-``TrainerBase`` whose step is Detectron2's ``SimpleTrainer`` (``AMPTrainer`` for float16 on
-GPUs), with Detectron2's hooks for timing, the lr schedule and checkpoints, its event
-storage and writers for ``metrics.json`` (``JSONWriter``, and TensorBoard when it is
-installed), as in detection, and hooks of ours for evaluation, writing and progress
-(:mod:`.hooks`).
+Detectron2 by name (``tools/convert_weights.py``). It is one more
+:class:`~resnext_det.training.loop.TrainingLoop`, as detection is: Detectron2's step
+(``SimpleTrainer``, ``AMPTrainer`` for float16 on GPUs) over the loop's DDP, the loop's
+divergence error and hook funnel, Detectron2's hooks for timing and the lr schedule, its
+event storage and writers for ``metrics.json`` (``JSONWriter``, and TensorBoard when it is
+installed), and hooks of ours for what pretraining adds: checkpoints at epoch ends,
+evaluation, writing and progress (:mod:`.hooks`).
 
-One process per GPU (NCCL) or several on a CPU (gloo), DistributedDataParallel, batches
-that do not depend on the number of processes (:mod:`resnext_det.pretrain.data`), resume
-from the last checkpoint (model, optimizer, scheduler, AMP scaler, iteration) to the same
-weights as a run that never stopped, optional AMP (bfloat16 on CPUs), the memory format
-of ``MODEL.RESNEXT.MEMORY_FORMAT``, and a progress bar with throughput and ETA.
+It runs in the processes of Detectron2's ``launch`` or of torchrun (one per GPU, NCCL; or
+several on a CPU, gloo), with batches that do not depend on the number of processes
+(:mod:`resnext_det.pretrain.data`), resume from the last checkpoint (model, optimizer,
+scheduler, AMP scaler, iteration) to the same weights as a run that never stopped,
+optional AMP (bfloat16 on CPUs), the memory format of ``MODEL.RESNEXT.MEMORY_FORMAT``, and
+a progress bar with throughput and ETA. :func:`check_pretrain_run` is every check a
+launcher makes before its workers start.
 """
 
 import importlib.util
 import json
 import logging
-import os
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,21 +29,21 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
-from detectron2.engine import AMPTrainer, SimpleTrainer, TrainerBase, hooks
+from detectron2.engine import hooks
+from detectron2.utils import comm
 from detectron2.utils.events import EventWriter, JSONWriter, TensorboardXWriter
 from fvcore.common.config import CfgNode
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from ..checkpoint import SafeDetectionCheckpointer
 from ..checkpoint.fit import check_weights_fit
 from ..modeling import ResNeXtSpec, build_cifar_resnext, build_resnext_classifier
+from ..training.loop import TrainingLoop, distributed_model, step_trainer
 from ..training.schedule import describe_schedule
 from ..utils.atomic_io import write_text_atomically
-from ..utils.errors import ConfigError, TrainingDiverged
+from ..utils.errors import ConfigError
 from .config import check_pretrain_config, scale_to_world_size
 from .data import (
     AugmentedDataset,
@@ -56,62 +58,17 @@ from .hooks import EpochCheckpointer, LastStepEvalHook, MetricsWriter, Progress
 __all__ = [
     "METRICS_FILE",
     "ClassificationLoss",
-    "DistributedContext",
-    "NonFiniteLoss",
     "Pretrainer",
     "StepSchedule",
     "build_classifier",
+    "check_pretrain_run",
     "drop_records_after",
-    "init_distributed",
-    "shutdown_distributed",
 ]
 
 logger = logging.getLogger(__name__)
 
 ARCHS = ("imagenet", "cifar")
 METRICS_FILE = "metrics.json"  # Detectron2's name and format (JSONWriter)
-
-
-@dataclass(frozen=True)
-class DistributedContext:
-    """Where this process stands in a torchrun launch (a single process without one)."""
-
-    rank: int
-    world_size: int
-    device: torch.device
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed() -> DistributedContext:
-    """Join torchrun's process group: NCCL with one GPU per process, else gloo on the CPU."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-    if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return DistributedContext(rank, world_size, device)
-
-
-def shutdown_distributed(together: bool = True) -> None:
-    """Leave the process group, so that its threads end before the interpreter.
-
-    Args:
-        together: wait for every process first (after a run that ended well). A process
-            that fails leaves alone: Detectron2 checks the loss on the main process only,
-            so the others are still in a step, where a barrier would wait for ever;
-            torchrun ends them when this one exits.
-    """
-    if dist.is_available() and dist.is_initialized():
-        if together:
-            dist.barrier()
-        dist.destroy_process_group()
 
 
 def build_classifier(cfg: CfgNode) -> nn.Module:
@@ -179,18 +136,12 @@ class ClassificationLoss(nn.Module):
             logits = self.model(images)["linear"]
         loss = F.cross_entropy(logits.float(), targets)
         if not torch.isfinite(loss):
-            # Here, before the backward, rather than in Detectron2's check in its metrics
-            # writer, which logs a traceback first; the trainer reports both in one line.
-            raise NonFiniteLoss(loss.item())
+            # Here, in every process and before the backward, rather than in Detectron2's
+            # check in its metrics writer, which runs on the main process only (the others
+            # would wait in the next all-reduce) and logs a traceback first; the loop
+            # reports either in one line.
+            raise FloatingPointError(f"the loss became {loss.item()}")
         return {"loss_cls": loss}
-
-
-class NonFiniteLoss(FloatingPointError):
-    """The loss of a step is inf or NaN (``value``)."""
-
-    def __init__(self, value: float):
-        super().__init__(f"the loss became {value}")
-        self.value = value
 
 
 class _EpochBatches:
@@ -239,51 +190,106 @@ def drop_records_after(path: Path, iteration: int) -> None:
     write_text_atomically(path, "".join(line + "\n" for line in kept))
 
 
-class Pretrainer(TrainerBase):
-    """Trains and evaluates a ResNeXt classifier as ``cfg`` describes, on Detectron2's engine.
+def _checked_data(cfg: CfgNode) -> ClassificationData:
+    """The data of ``cfg`` (:func:`build_classification_data`), its classes within the model's."""
+    data = build_classification_data(cfg)
+    if len(data.classes) > cfg.MODEL.NUM_CLASSES:
+        raise ConfigError(
+            f"MODEL.NUM_CLASSES={cfg.MODEL.NUM_CLASSES} is smaller than the "
+            f"{len(data.classes)} classes of {cfg.DATA.ROOT}; expected at least that"
+        )
+    return data
+
+
+def _start_file(model: nn.Module, cfg: CfgNode, resume: bool, whole_model: bool) -> Optional[str]:
+    """The file a run starts from, checked to fit ``model`` (:func:`check_weights_fit`):
+    the last checkpoint of ``OUTPUT_DIR`` (with ``resume``, where there is one) entirely,
+    else ``MODEL.WEIGHTS`` in its trunk (an fc of another size may start afresh), or
+    entirely with ``whole_model`` (to evaluate it); None to start from the initialization.
+
+    Raises:
+        WeightsError: the file does not fit, or cannot be read.
+        ConfigError: ``whole_model`` without a file (it would score random weights).
+    """
+    checkpoints = SafeDetectionCheckpointer(model, cfg.OUTPUT_DIR, save_to_disk=False)
+    if resume and checkpoints.has_checkpoint():
+        path = checkpoints.get_checkpoint_file()
+        check_weights_fit(model, path, what="the last checkpoint")
+        return path
+    if cfg.MODEL.WEIGHTS:
+        trunk = None if whole_model else (lambda key: not key.startswith("linear."))
+        check_weights_fit(model, cfg.MODEL.WEIGHTS, scope=trunk)
+        return cfg.MODEL.WEIGHTS
+    if whole_model:
+        raise ConfigError(
+            "--eval-only with MODEL.WEIGHTS empty would evaluate random weights; expected "
+            "MODEL.WEIGHTS path/to/model_final.pth (or --resume with a checkpoint in OUTPUT_DIR)"
+        )
+    return None
+
+
+def check_pretrain_run(cfg: CfgNode, world_size: int, eval_only: bool, resume: bool) -> None:
+    """Every check of a pretraining run before its processes start, in the launcher.
+
+    The config's values (:func:`check_pretrain_config`) and their scaling to
+    ``world_size`` processes, the data of ``DATA.ROOT`` (its layout, its classes, at least
+    one global batch of training images), and the weights the run starts from: the
+    last checkpoint (with ``resume``) or ``MODEL.WEIGHTS`` must fit the classifier, and
+    ``eval_only`` needs one of them. Each worker builds its :class:`Pretrainer` through
+    the same checks.
+
+    Raises:
+        UserError: the first problem, in one line (a ConfigError, DataError,
+            MissingFileError or WeightsError).
+    """
+    check_pretrain_config(cfg)
+    scaled = scale_to_world_size(cfg, world_size)
+    data = _checked_data(scaled)
+    TrainSampler(len(data.train), scaled.SOLVER.IMS_PER_BATCH, 0, world_size, scaled.SEED)
+    _start_file(build_classifier(cfg), cfg, resume, whole_model=eval_only)
+
+
+class Pretrainer(TrainingLoop):
+    """Trains and evaluates a ResNeXt classifier as ``cfg`` describes: a
+    :class:`~resnext_det.training.loop.TrainingLoop`, in the processes of a launch.
 
     Iterations are counted as Detectron2 counts them (``self.iter`` is the 0-based step
-    being run, ``metrics.json`` records it); a checkpoint and the schedule count completed
-    iterations (``model_0000012.pth`` follows 12 steps).
+    being run, ``metrics.json`` and the divergence error name it); a checkpoint and the
+    schedule count completed iterations (``model_0000012.pth`` follows 12 steps, as this
+    tool has always named them, so that older runs still resume).
 
     Args:
         cfg: a pretraining config (:func:`resnext_det.pretrain.get_pretrain_cfg`), for
-            ``SOLVER.REFERENCE_WORLD_SIZE`` processes; it is scaled to this launch.
-        context: this process in the launch (:func:`init_distributed`).
+            ``SOLVER.REFERENCE_WORLD_SIZE`` processes; it is scaled to this launch (its
+            processes: Detectron2's ``comm``).
     """
 
-    def __init__(self, cfg: CfgNode, context: Optional[DistributedContext] = None):
+    divergence_hint = "SOLVER.WARMUP_EPOCHS"
+
+    def __init__(self, cfg: CfgNode):
         super().__init__()
         check_pretrain_config(cfg)
-        self.context = context or DistributedContext(0, 1, torch.device("cpu"))
-        world_size = self.context.world_size
+        self.world_size, self.rank = comm.get_world_size(), comm.get_rank()
         self.reference_cfg = cfg
-        cfg = scale_to_world_size(cfg, world_size)
+        cfg = scale_to_world_size(cfg, self.world_size)
         self.cfg = cfg
-        self.device = self.context.device
+        # The GPU Detectron2's launch (or torchrun's, joined) gave this process.
+        on_gpu = torch.cuda.is_available()
+        self.device = torch.device("cuda", comm.get_local_rank()) if on_gpu else torch.device("cpu")
 
         torch.manual_seed(cfg.SEED)  # the same initial weights in every process
-        self.data = build_classification_data(cfg)
-        if len(self.data.classes) > cfg.MODEL.NUM_CLASSES:
-            raise ConfigError(
-                f"MODEL.NUM_CLASSES={cfg.MODEL.NUM_CLASSES} is smaller than the "
-                f"{len(self.data.classes)} classes of {cfg.DATA.ROOT}; expected at least that"
-            )
+        self.data = _checked_data(cfg)
         self.model = build_classifier(cfg).to(self.device)
-        ddp_model: nn.Module = self.model
-        if world_size > 1:
-            device_ids = [self.device.index] if self.device.type == "cuda" else None
-            ddp_model = DistributedDataParallel(self.model, device_ids=device_ids)
 
         solver = cfg.SOLVER
         self.sampler = TrainSampler(
-            len(self.data.train), solver.IMS_PER_BATCH, self.context.rank, world_size, cfg.SEED
+            len(self.data.train), solver.IMS_PER_BATCH, self.rank, self.world_size, cfg.SEED
         )
         self.iters_per_epoch = self.sampler.iters_per_epoch
         self.max_iter = solver.EPOCHS * self.iters_per_epoch
         if solver.MAX_ITER > 0:
             self.max_iter = min(self.max_iter, solver.MAX_ITER)
-        self.optimizer = torch.optim.SGD(
+        optimizer = torch.optim.SGD(
             self.model.parameters(),
             lr=solver.BASE_LR,
             momentum=solver.MOMENTUM,
@@ -291,9 +297,9 @@ class Pretrainer(TrainerBase):
             nesterov=solver.NESTEROV,
         )
         schedule = StepSchedule(
-            self.iters_per_epoch, tuple(solver.STEPS), solver.GAMMA, solver.WARMUP_EPOCHS
+            self.iters_per_epoch, tuple(solver.STEP_EPOCHS), solver.GAMMA, solver.WARMUP_EPOCHS
         )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         self.amp_dtype = None
         if solver.AMP.ENABLED:
             self.amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
@@ -303,18 +309,19 @@ class Pretrainer(TrainerBase):
         )
 
         self._batches = _EpochBatches(self.data, self.sampler, cfg, self.device.type == "cuda")
-        loss_model = ClassificationLoss(ddp_model, self.device, self.amp_dtype)
-        if self.amp_dtype == torch.float16:
-            self._trainer = AMPTrainer(
-                loss_model, self._batches, self.optimizer, grad_scaler=self.scaler
-            )
-        else:
-            self._trainer = SimpleTrainer(loss_model, self._batches, self.optimizer)
+        loss_model = ClassificationLoss(distributed_model(self.model), self.device, self.amp_dtype)
+        self._trainer = step_trainer(  # self.optimizer from here on (TrainingLoop's)
+            loss_model,
+            self._batches,
+            optimizer,
+            amp=self.amp_dtype == torch.float16,
+            grad_scaler=self.scaler,
+        )
         self.checkpointer = SafeDetectionCheckpointer(
             self.model,
             cfg.OUTPUT_DIR,
-            save_to_disk=self.context.is_main,
-            optimizer=self.optimizer,
+            save_to_disk=comm.is_main_process(),
+            optimizer=optimizer,
             scheduler=self.scheduler,
             scaler=self.scaler,
         )
@@ -334,7 +341,7 @@ class Pretrainer(TrainerBase):
         checkpoints = EpochCheckpointer(
             self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, self.iters_per_epoch
         )
-        main = self.context.is_main
+        main = comm.is_main_process()
         # Hooks get a weak proxy of the trainer, as Detectron2's do: a cycle would keep the
         # DistributedDataParallel alive past the process group it talks to.
         trainer = weakref.proxy(self)
@@ -342,7 +349,8 @@ class Pretrainer(TrainerBase):
             hooks.IterationTimer(),
             hooks.LRScheduler(self.optimizer, self.scheduler),
             LastStepEvalHook(
-                cfg.TEST.EVAL_PERIOD * self.iters_per_epoch, lambda: trainer._evaluate_step()
+                cfg.TEST.EVAL_PERIOD_EPOCHS * self.iters_per_epoch,
+                lambda: trainer._evaluate_step(),
             ),
             MetricsWriter(cfg.LOG_PERIOD, checkpoints.is_due) if main else None,
             checkpoints,
@@ -369,15 +377,21 @@ class Pretrainer(TrainerBase):
     def schedule_summary(self) -> str:
         """The schedule this launch runs, after scaling to its number of processes."""
         solver = self.cfg.SOLVER
+        max_iter = f"max_iter {self.max_iter}"
+        if self.max_iter < solver.EPOCHS * self.iters_per_epoch:
+            max_iter += (
+                f" (SOLVER.MAX_ITER ends the run at epoch "
+                f"{self.max_iter / self.iters_per_epoch:.4g} of {solver.EPOCHS})"
+            )
         return describe_schedule(
-            self.context.world_size,
+            self.world_size,
             self.cfg,
             self.reference_cfg,
             [
                 f"epochs {solver.EPOCHS}",
-                f"lr x{solver.GAMMA:g} at epochs {tuple(solver.STEPS)}",
+                f"lr x{solver.GAMMA:g} at epochs {tuple(solver.STEP_EPOCHS)}",
                 f"{self.iters_per_epoch} iterations per epoch",
-                f"max_iter {self.max_iter}",
+                max_iter,
             ],
         )
 
@@ -387,13 +401,13 @@ class Pretrainer(TrainerBase):
         """Continue from the last checkpoint in ``OUTPUT_DIR`` (if ``resume`` and one exists),
         else start from ``MODEL.WEIGHTS`` (if set) or the initialization.
 
-        Either file must fit the model (:func:`check_weights_fit`): a checkpoint entirely;
-        ``MODEL.WEIGHTS`` in its trunk, or entirely with ``whole_model`` (to evaluate it).
-        A resume drops the records of ``metrics.json`` past the checkpoint.
+        Either file must fit the model: a checkpoint entirely; ``MODEL.WEIGHTS`` in its
+        trunk, or entirely with ``whole_model`` (to evaluate it, which needs a file). A
+        resume drops the records of ``metrics.json`` past the checkpoint.
         """
-        if resume and self.checkpointer.has_checkpoint():
-            path = self.checkpointer.get_checkpoint_file()
-            check_weights_fit(self.model, path, what="the last checkpoint")
+        resuming = resume and self.checkpointer.has_checkpoint()
+        path = _start_file(self.model, self.cfg, resume, whole_model)
+        if resuming:
             extra = self.checkpointer.load(path)
             saved_batch = extra.get("global_batch", self.cfg.SOLVER.IMS_PER_BATCH)
             if saved_batch != self.cfg.SOLVER.IMS_PER_BATCH:
@@ -403,17 +417,13 @@ class Pretrainer(TrainerBase):
                     f"SOLVER.REFERENCE_WORLD_SIZE 0 SOLVER.IMS_PER_BATCH {saved_batch})"
                 )
             self.start_iter = int(extra["iteration"])  # completed: the next step's index
-            if self.context.is_main:
+            if comm.is_main_process():
                 drop_records_after(self.metrics_path, self.start_iter)
             logger.info(f"resumed from {path} at iteration {self.start_iter}")
-        elif self.cfg.MODEL.WEIGHTS:
-            # For training the trunk must fit; an fc of another size may start afresh.
-            trunk = None if whole_model else (lambda key: not key.startswith("linear."))
-            check_weights_fit(self.model, self.cfg.MODEL.WEIGHTS, scope=trunk)
-            self.checkpointer.load(self.cfg.MODEL.WEIGHTS, checkpointables=[])
+        elif path is not None:
+            self.checkpointer.load(path, checkpointables=[])
         self._batches.start_iter = self.start_iter
-        if self.context.world_size > 1:
-            dist.barrier()  # the metrics are rewritten before any process trains on
+        comm.synchronize()  # the metrics are rewritten before any process trains on
 
     def checkpoint_state(self, completed: int) -> dict[str, Any]:
         """What a checkpoint holds besides the checkpointables, after ``completed`` steps."""
@@ -449,7 +459,7 @@ class Pretrainer(TrainerBase):
         loader = DataLoader(
             dataset,
             batch_size=self.cfg.TEST.IMS_PER_BATCH,
-            sampler=EvalSampler(len(dataset), self.context.rank, self.context.world_size),
+            sampler=EvalSampler(len(dataset), self.rank, self.world_size),
             num_workers=self.cfg.DATA.NUM_WORKERS,
             pin_memory=self.device.type == "cuda",
         )
@@ -461,7 +471,7 @@ class Pretrainer(TrainerBase):
         )
 
     def _evaluate_step(self) -> dict[str, Any]:
-        """The evaluation ``EvalHook`` runs and records, with the epoch it follows."""
+        """The evaluation ``LastStepEvalHook`` runs and records, with the epoch it follows."""
         completed = min(self.iter + 1, self.max_iter)  # after training, self.iter is past it
         errors = self.evaluate()
         self._last_eval = {"iteration": completed, "epoch": completed / self.iters_per_epoch}
@@ -469,20 +479,14 @@ class Pretrainer(TrainerBase):
         logger.info("evaluation: " + json.dumps(self._last_eval))
         return {"epoch": self._last_eval["epoch"], **errors}
 
+    def step_name(self) -> str:
+        """The step the divergence error names: Detectron2's iteration, and its epoch."""
+        return f"iteration {self.iter} (epoch {self.iter // self.iters_per_epoch + 1})"
+
     def run_step(self) -> None:
-        """Detectron2's step (forward, backward, metrics, optimizer), and the epoch reached;
-        a non-finite loss ends the run in one line, before the optimizer step."""
-        self._trainer.iter = self.iter
-        try:
-            self._trainer.run_step()
-        except FloatingPointError as e:  # ours, or Detectron2's check before the step
-            value = e.value if isinstance(e, NonFiniteLoss) else "infinite or NaN"
-            raise TrainingDiverged.stopped(
-                f"the loss became {value} at iteration {self.iter + 1} (epoch "
-                f"{self.iter // self.iters_per_epoch + 1})",
-                self.checkpointer,
-                "SOLVER.WARMUP_EPOCHS",
-            ) from e
+        """The loop's step (a non-finite loss ends the run in one line, before the
+        optimizer step), then the epoch reached, for ``metrics.json``."""
+        super().run_step()
         epoch = (self.iter + 1) / self.iters_per_epoch
         self.storage.put_scalar("epoch", epoch, smoothing_hint=False)
 
@@ -496,7 +500,7 @@ class Pretrainer(TrainerBase):
     def train(self) -> dict[str, Any]:
         """Train from ``self.start_iter`` to the end; return the last evaluation."""
         cfg = self.cfg
-        if self.context.is_main:
+        if comm.is_main_process():
             Path(cfg.OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
             write_text_atomically(Path(cfg.OUTPUT_DIR) / "config.yaml", self.reference_cfg.dump())
         logger.info(self.schedule_summary())
