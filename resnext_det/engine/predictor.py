@@ -37,7 +37,7 @@ from ..utils.atomic_io import (
     write_atomically,
     write_text_atomically,
 )
-from ..utils.errors import ConfigError, DataError, MissingFileError
+from ..utils.errors import ConfigError, DataError, MissingFileError, UserError
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -138,7 +138,7 @@ class Predictions:
     Attributes:
         path: ``detections.json``.
         predicted: how many images it lists.
-        skipped: each unreadable image and why.
+        skipped: each unreadable image and why (a message naming it).
     """
 
     path: Path
@@ -155,8 +155,39 @@ def _read(path: Path, image_format: str) -> np.ndarray:
     # Detectron2's read_image, refusing what it would misread (a 16-bit image as white).
     image = read_image_checked(path, format=image_format)
     if image.ndim != 3 or 0 in image.shape:
-        raise ValueError(f"an image of shape {image.shape}")
+        raise DataError(f"{path} holds an image of shape {image.shape}; expected pixels")
     return image
+
+
+def _unreadable(path: Path, error: Exception) -> str:
+    """Why ``path`` cannot be read, in a message naming it once."""
+    if isinstance(error, UserError):  # read_image_checked's own, which names the file
+        return " ".join(str(error).split())
+    return f"{path} cannot be read as an image ({type(error).__name__}: {error})"
+
+
+def _drawn_names(images: Sequence[Path]) -> list[str]:
+    """``<stem>_pred.png`` for each image, numbered where two would share one: ``x.png``
+    and ``x.PNG``, or ``x.png`` of two folders, would otherwise be drawn into one file.
+    Compared without case, as some file systems compare names."""
+    names, taken = [], set()
+    for path in images:
+        name, number = f"{path.stem}_pred.png", 1
+        while name.casefold() in taken:
+            number += 1
+            name = f"{path.stem}_{number}_pred.png"
+        taken.add(name.casefold())
+        names.append(name)
+    return names
+
+
+def _check_score_threshold(score_threshold: float) -> None:
+    """Refuse a threshold outside [0, 1]: above 1, or NaN, no detection passes it."""
+    if not 0 <= score_threshold <= 1:  # NaN included
+        raise ConfigError(
+            f"--confidence-threshold={score_threshold!r} is invalid; expected a score from 0 "
+            "to 1 (detections scoring less are dropped)"
+        )
 
 
 def _save_png(path: Path, image: np.ndarray) -> None:
@@ -176,18 +207,21 @@ def predict_images(
         cfg: the detector's config; ``MODEL.WEIGHTS`` names its trained weights, and the
             metadata of ``DATASETS.TEST[0]`` (if registered) names its classes.
         paths: image files and folders of images.
-        output_dir: receives ``<image>_pred.png`` per image and ``detections.json``.
-        score_threshold: detections scoring less are neither drawn nor listed.
+        output_dir: receives ``<image>_pred.png`` per image (numbered where two images
+            share a name: ``x_2_pred.png``) and ``detections.json``.
+        score_threshold: detections scoring less are neither drawn nor listed (0 to 1).
 
     Returns:
-        Where ``detections.json`` is (a list of ``{"file_name", "height", "width",
-        "detections": [{"bbox_xyxy", "score", "category_id", "category"}]}``), and the
-        skipped images.
+        Where ``detections.json`` is (a list of ``{"file_name", "drawn", "height",
+        "width", "detections": [{"bbox_xyxy", "score", "category_id", "category"}]}``,
+        ``drawn`` naming the drawn image), and the skipped images.
 
     Raises:
-        UserError: before any image is predicted: ``output_dir`` cannot be written, an
-            input path does not exist, or the weights are refused (:class:`Predictor`).
+        UserError: before any image is predicted: ``score_threshold`` is not in [0, 1],
+            ``output_dir`` cannot be written, an input path does not exist, or the weights
+            are refused (:class:`Predictor`).
     """
+    _check_score_threshold(score_threshold)
     check_output_dir(output_dir, "--output")
     images = find_images(paths)
     predictor = Predictor(cfg)
@@ -196,22 +230,23 @@ def predict_images(
     class_names = metadata.get("thing_classes", [])
     output_dir = make_output_dir(output_dir, "--output")
     records, skipped = [], []
-    for path in images:
+    for path, drawn_name in zip(images, _drawn_names(images)):
         try:
             image = _read(path, cfg.INPUT.FORMAT)
         except _UNREADABLE as e:
-            reason = " ".join(str(e).split()) or type(e).__name__
-            logger.warning(f"skipped {path}: it cannot be read as an image ({reason})")
+            reason = _unreadable(path, e)
+            logger.warning(f"skipped: {reason}")
             skipped.append((path, reason))
             continue
         instances = predictor(image)
         instances = instances[instances.scores >= score_threshold]
         rgb = convert_image_to_rgb(image, cfg.INPUT.FORMAT)
         drawn = Visualizer(rgb, metadata).draw_instance_predictions(instances)
-        _save_png(output_dir / f"{path.stem}_pred.png", drawn.get_image())
+        _save_png(output_dir / drawn_name, drawn.get_image())
         records.append(
             {
                 "file_name": str(path),
+                "drawn": drawn_name,
                 "height": int(image.shape[0]),
                 "width": int(image.shape[1]),
                 "detections": _detections(instances, class_names),
@@ -225,10 +260,10 @@ def predict_images(
 def skipped_error(predictions: Predictions) -> DataError:
     """The one-line error for the images :func:`predict_images` skipped."""
     count = len(predictions.skipped)
-    first, reason = predictions.skipped[0]
-    others = f" and {count - 1} more" if count > 1 else ""
+    _, reason = predictions.skipped[0]  # it names the image and what was expected
+    skipped = f"{count} of {count + predictions.predicted} images"
+    skipped += " was skipped" if count == 1 else f" were skipped, this one and {count - 1} more"
     return DataError(
-        f"{first} cannot be read as an image ({reason}){others}, so {count} of "
-        f"{count + predictions.predicted} images were skipped; expected image files (the "
-        f"detections of the other {predictions.predicted} are in {predictions.path})"
+        f"{reason}; {skipped} (the detections of the other {predictions.predicted} are in "
+        f"{predictions.path})"
     )
