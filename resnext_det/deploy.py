@@ -20,6 +20,8 @@ from detectron2.modeling import GeneralizedRCNN
 from detectron2.structures import Boxes, Instances
 from torch import Tensor, nn
 
+from .data.images import read_image_checked
+from .data.sanitize import load_registered
 from .modeling import fuse_frozen_batchnorm
 from .utils.atomic_io import make_output_dir, write_atomically
 from .utils.errors import ConfigError, MissingFileError
@@ -159,8 +161,20 @@ def export_model(
         return Exported(path, run_traced)
 
     path = out / "model.onnx"
+    # The image's height and width stay inputs of the graph rather than the traced image's
+    # constants (Detectron2's code computes its shapes traceably), so one file takes every
+    # size; compare_detections checks each sample's size against the eager model.
     write_atomically(
-        path, lambda f: torch.onnx.export(adapter, (image,), f, dynamo=False, opset_version=17)
+        path,
+        lambda f: torch.onnx.export(
+            adapter,
+            (image,),
+            f,
+            dynamo=False,
+            opset_version=17,
+            input_names=["image"],
+            dynamic_axes={"image": {1: "height", 2: "width"}},
+        ),
     )
     return Exported(path, _onnx_runner(path, adapter))
 
@@ -245,16 +259,20 @@ def _difference(eager: Instances, other: Instances) -> DetectionDifference:
 
 def sample_images(cfg, paths: Optional[Sequence[str]], count: int = 4) -> list[Tensor]:
     """Images resized as Detectron2's predictor does: the given files, else the first
-    ``count`` of ``DATASETS.TEST[0]``."""
+    ``count`` of ``DATASETS.TEST[0]``.
+
+    Raises:
+        UserError: in one line: no images to take, a dataset that cannot be loaded, a file
+            that is missing or no readable 8-bit image (a decompression bomb included).
+    """
     import detectron2.data.transforms as T
-    from detectron2.data import DatasetCatalog, detection_utils
 
     if not paths:
         if not cfg.DATASETS.TEST:
             raise ConfigError(
                 "no --sample-image given and DATASETS.TEST is empty; expected sample images"
             )
-        paths = [r["file_name"] for r in DatasetCatalog.get(cfg.DATASETS.TEST[0])[:count]]
+        paths = [r["file_name"] for r in load_registered(cfg.DATASETS.TEST[0])[:count]]
     resize = T.ResizeShortestEdge(
         [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
     )
@@ -262,7 +280,7 @@ def sample_images(cfg, paths: Optional[Sequence[str]], count: int = 4) -> list[T
     for path in paths:
         if not Path(path).is_file():
             raise MissingFileError(f"sample image {path} does not exist; expected an image file")
-        original = detection_utils.read_image(path, format=cfg.INPUT.FORMAT)
+        original = read_image_checked(path, format=cfg.INPUT.FORMAT)
         resized = resize.get_transform(original).apply_image(original)
         images.append(torch.as_tensor(resized.astype("float32").transpose(2, 0, 1)))
     return images
