@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -39,6 +40,10 @@ from resnext_det.utils.errors import OutputError
 from resnext_det.utils.run_guard import exclusive_output_dir
 
 from ._paths import DEMO_CONFIG, REPO, TINY_DEMO_OPTS
+from ._photos import PHOTOS, photo_crops
+from ._tools import assert_one_line_error, run_cli
+
+PORTRAIT = PHOTOS["portrait"]
 
 
 def _run(tool, *args, env=None):
@@ -216,6 +221,50 @@ def test_an_unusable_output_folder_is_one_line(detector, metrics_file, places, p
         assert path.read_bytes() == before
 
 
+@pytest.fixture(scope="module")
+def detector_weights(detector, tmp_path_factory):
+    """The tiny detector's real checkpoint."""
+    folder = tmp_path_factory.mktemp("weights")
+    SafeDetectionCheckpointer(detector[1], save_dir=str(folder)).save("model_final")
+    return folder / "model_final.pth"
+
+
+def _demo(inputs, output, weights, *flags):
+    return run_cli(
+        "tools/demo.py", "--config-file", DEMO_CONFIG, "--input", *inputs, "--output", output,
+        *flags, *TINY_DEMO_OPTS, "MODEL.WEIGHTS", weights,
+    )  # fmt: skip
+
+
+def test_the_demo_draws_images_of_one_name_into_files_of_their_own(detector_weights, tmp_path):
+    """``x.png`` and ``x.PNG``, or ``x.png`` of two folders, would be drawn into one file."""
+    crops = photo_crops("florida", 3, 96, seed=5)
+    inputs = [tmp_path / "a" / "x.png", tmp_path / "a" / "x.PNG", tmp_path / "b" / "x.png"]
+    for crop, path in zip(crops, inputs):
+        path.parent.mkdir(exist_ok=True)
+        crop.save(path, format="PNG")
+    run = _demo([tmp_path / "a", tmp_path / "b" / "x.png"], tmp_path / "out", detector_weights)
+    assert run.returncode == 0, run.stderr[-3000:]
+    listed = json.loads((tmp_path / "out" / "detections.json").read_text())
+    drawn = {Path(d["file_name"]): tmp_path / "out" / d["drawn"] for d in listed}
+    assert sorted(drawn) == sorted(inputs)
+    assert len({p.name.casefold() for p in drawn.values()}) == 3  # on any file system
+    pixels = {path.read_bytes() for path in drawn.values()}
+    assert len(pixels) == 3  # each its own image, none drawn over another
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        ["detections.json", *(p.name for p in drawn.values())]
+    )
+
+
+@pytest.mark.parametrize("threshold", ["2", "nan", "-0.5"])
+def test_a_confidence_threshold_outside_0_to_1_is_refused(detector_weights, tmp_path, threshold):
+    run = _demo([PORTRAIT], tmp_path / "out", detector_weights, "--confidence-threshold", threshold)
+    assert_one_line_error(
+        run, rf"--confidence-threshold={threshold}\S* is invalid; expected a score from 0 to 1"
+    )
+    assert not (tmp_path / "out").exists()  # nothing written, as before any work
+
+
 def test_train_net_with_output_dir_a_file_ends_in_one_line(demo_root, tmp_path):
     file = tmp_path / "out"
     file.write_text("mine\n")
@@ -244,16 +293,41 @@ def test_a_full_disk_leaves_the_previous_file_and_no_temporary_one(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model_final.pth"]
 
 
-def test_a_checkpoint_save_on_a_full_disk_keeps_the_last_checkpoint(tmp_path, monkeypatch):
-    model = build_resnext(ResNeXtSpec(depth=14, norm="BN"), out_features=["res3"])
-    checkpointer = SafeDetectionCheckpointer(model, save_dir=str(tmp_path))
-    checkpointer.save("model_0000001", iteration=1)
-    monkeypatch.setattr(torch, "save", lambda data, f: _full_disk(f))
-    with pytest.raises(OutputError, match=r"model_0000002\.pth \(No space left on device\)"):
-        checkpointer.save("model_0000002", iteration=2)
-    monkeypatch.undo()
-    assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last_checkpoint", "model_0000001.pth"]
+def _file_size_limit(limit: int):
+    """For a child process: writes past ``limit`` bytes fail as on a full disk (EFBIG from
+    the kernel; the signal it would also send is ignored, as a full disk sends none)."""
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_train_net_saving_on_a_full_disk_ends_in_one_line_and_keeps_the_last_checkpoint(
+    demo_root, tmp_path
+):
+    out = tmp_path / "out"
+    out.mkdir()
+    cfg = build_config(str(DEMO_CONFIG), TINY_DEMO_OPTS)
+    SafeDetectionCheckpointer(build_model(cfg), save_dir=str(out)).save(
+        "model_0000000", iteration=0
+    )
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    run = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "train_net.py"), "--config-file", str(DEMO_CONFIG),
+         "--resume", *TINY_DEMO_OPTS, "SOLVER.MAX_ITER", "3", "SOLVER.CHECKPOINT_PERIOD", "1",
+         "OUTPUT_DIR", str(out)],
+        cwd=REPO, env={**os.environ, "DETECTRON2_DATASETS": str(demo_root)},
+        capture_output=True, text=True, preexec_fn=_file_size_limit(1 << 20),
+    )  # fmt: skip
+    assert "Starting training from iteration 1" in run.stdout + run.stderr, run.stderr[-3000:]
+    _assert_one_line_error(
+        run, r"cannot write .*model_0000001\.pth \(File too large\); expected a writable folder"
+    )
+    kept = {p.name: p.read_bytes() for p in out.iterdir() if p.name in before}
+    assert kept == before  # the checkpoint and last_checkpoint, as they were
+    assert not list(out.glob("*.partial"))
 
 
 def test_each_writer_has_its_own_temporary_file(tmp_path):
