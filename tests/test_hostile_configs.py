@@ -52,13 +52,22 @@ YAML_CASES = {
     "a string for an int": ({"c.yaml": "SOLVER:\n  IMS_PER_BATCH: many\n"}, "c.yaml", r"SOLVER\.IMS_PER_BATCH=many is a string; expected an integer like the \d+ it replaces"),
     "a python object": ({"c.yaml": "SEED: !!python/object/apply:os.getcwd []\n"}, "c.yaml", r"c\.yaml asks the yaml loader to build a Python object"),
     "not yaml": ({"c.yaml": "SOLVER: [1, 2\n"}, "c.yaml", r"c\.yaml is not valid yaml: "),
-    "binary": ({"c.yaml": b"\x89PNG\r\n\x1a\n\x00\xff\xfe"}, "c.yaml", r"c\.yaml (is not a text file|is not valid yaml)"),
+    "binary": ({"c.yaml": b"\x89PNG\r\n\x1a\n\x00\xff\xfe"}, "c.yaml", r"c\.yaml (is not UTF-8 text|is not valid yaml)"),
+    "latin-1 text": ({"c.yaml": "MODEL:\n  DEVICE: cpu  # caf\u00e9\n".encode("latin-1")}, "c.yaml", r"c\.yaml is not UTF-8 text: byte 0xe9 on line 2 is invalid there; expected a yaml file in UTF-8 \(save it as UTF-8\)"),
+    "a key given twice": ({"c.yaml": "SOLVER:\n  MAX_ITER: 7\nSEED: 3\nSOLVER:\n  BASE_LR: 0.01\n"}, "c.yaml", r"c\.yaml line 4: the key 'SOLVER' is given a second time \(first on line 1\); expected each key once \(yaml would keep only the last SOLVER, dropping the values of the first\)"),
+    "a nested key given twice": ({"c.yaml": "SOLVER:\n  BASE_LR: 0.1\n  BASE_LR: 0.2\n"}, "c.yaml", r"c\.yaml line 3: the key 'BASE_LR' is given a second time \(first on line 2\)"),
+    "a base that is a URL": ({"c.yaml": "_BASE_: https://example.com/base.yaml\n"}, "c.yaml", r"c\.yaml: _BASE_='https://example\.com/base\.yaml' is a URL; expected the path of a local config file \(nothing is downloaded"),
+    "a base that is a folder": ({"c.yaml": "_BASE_: d.yaml\n", "d.yaml/": None}, "c.yaml", r"config file .*d\.yaml \(the _BASE_ of .*c\.yaml\) is a folder; expected a yaml file"),
+    "a folder": ({"d.yaml/": None}, "d.yaml", r"config file .*d\.yaml is a folder; expected a yaml file"),
     "an unknown key": ({"c.yaml": "SOLVER:\n  BASE_LRR: 0.1\n"}, "c.yaml", r"c\.yaml: unknown config key: SOLVER\.BASE_LRR"),
 }  # fmt: skip
 
 
 def _write(folder, files):
     for name, text in files.items():
+        if name.endswith("/"):  # a folder
+            (folder / name).mkdir()
+            continue
         mode = "wb" if isinstance(text, bytes) else "w"
         with open(folder / name, mode) as f:
             f.write(text)
@@ -130,6 +139,10 @@ DETECTION_VALUES = [
     ("MODEL.ROI_HEADS.SCORE_THRESH_TEST", "1.5", r"MODEL\.ROI_HEADS\.SCORE_THRESH_TEST=1\.5 is invalid; expected a number in \[0, 1\]"),
     ("MODEL.RPN.POST_NMS_TOPK_TRAIN", "0", r"MODEL\.RPN\.POST_NMS_TOPK_TRAIN=0 is invalid; expected an integer >= 1"),
     ("SOLVER.CLIP_GRADIENTS.CLIP_VALUE", "-1.0", r"SOLVER\.CLIP_GRADIENTS\.CLIP_VALUE=-1\.0 is invalid; expected a number > 0"),
+    ("MODEL.ANCHOR_GENERATOR.SIZES", "[[0], [64], [128], [256], [512]]", r"MODEL\.ANCHOR_GENERATOR\.SIZES=\[\[0\], \[64\], .* is invalid; expected one list of one or more numbers > 0 per feature map \(or one list for all\)"),
+    ("MODEL.ANCHOR_GENERATOR.SIZES", "[]", r"MODEL\.ANCHOR_GENERATOR\.SIZES=\[\] is invalid; expected one list"),
+    ("MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS", "[[0.5, -1.0, 2.0]]", r"MODEL\.ANCHOR_GENERATOR\.ASPECT_RATIOS=\[\[0\.5, -1\.0, 2\.0\]\] is invalid; expected one list of one or more numbers > 0"),
+    ("MODEL.ANCHOR_GENERATOR.OFFSET", "1.0", r"MODEL\.ANCHOR_GENERATOR\.OFFSET=1\.0 is invalid; expected a number in \[0, 1\)"),
 ]  # fmt: skip
 
 
@@ -194,7 +207,7 @@ PRETRAIN_VALUES = [
     ("SOLVER.MOMENTUM", "-0.9", r"SOLVER\.MOMENTUM=-0\.9 is invalid; expected a number in \[0, 1\)"),
     ("SOLVER.GAMMA", "-0.1", r"SOLVER\.GAMMA=-0\.1 is invalid; expected a number > 0"),
     ("SOLVER.EPOCHS", "0", r"SOLVER\.EPOCHS=0 is invalid; expected an integer >= 1"),
-    ("SOLVER.STEPS", "(60, 30)", r"SOLVER\.STEPS=\(60, 30\) is invalid; expected increasing epochs >= 0"),
+    ("SOLVER.STEP_EPOCHS", "(60, 30)", r"SOLVER\.STEP_EPOCHS=\(60, 30\) is invalid; expected increasing epochs >= 0"),
     ("TEST.IMS_PER_BATCH", "0", r"TEST\.IMS_PER_BATCH=0 is invalid; expected an integer >= 1"),
     ("LOG_PERIOD", "0", r"LOG_PERIOD=0 is invalid; expected an integer >= 1"),
     ("SEED", "-1", r"SEED=-1 is invalid; expected an integer >= 0"),
@@ -299,6 +312,16 @@ def test_train_net_refuses_a_bad_number_before_any_work(tmp_path):
     assert not out.exists()
 
 
+def test_train_net_refuses_an_anchor_of_no_size_before_training(demo_root, tmp_path):
+    run = run_cli(
+        "tools/train_net.py", "--config-file", DEMO_CONFIG, "MODEL.ANCHOR_GENERATOR.SIZES",
+        "[[0], [64], [128], [256], [512]]", "OUTPUT_DIR", tmp_path / "out",
+        env={"DETECTRON2_DATASETS": str(demo_root)},
+    )  # fmt: skip
+    assert_one_line_error(run, r"MODEL\.ANCHOR_GENERATOR\.SIZES=\[\[0\], .* is invalid")
+    assert not (tmp_path / "out").exists()
+
+
 def test_analyze_model_refuses_an_image_of_no_pixels():
     run = run_cli("tools/analyze_model.py", "--input-size", "0x0")
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
@@ -308,6 +331,16 @@ def test_analyze_model_refuses_an_image_of_no_pixels():
         .endswith(
             "argument --input-size: '0x0' is no size; expected HEIGHTxWIDTH of at least 1x1, e.g. 800x1333"
         )
+    )
+
+
+@pytest.mark.parametrize("model", [[], ["--backbone"]], ids=["classifier", "backbone"])
+def test_analyze_model_refuses_a_size_beyond_this_machine_s_memory(model):
+    run = run_cli("tools/analyze_model.py", *model, "--input-size", "60000x60000")
+    assert_one_line_error(
+        run,
+        r"--input-size 60000x60000 would take about 1,800 GB of memory to run the model on "
+        r"\(about 500 bytes a pixel\), more than this machine's [\d,]+ GB; expected a smaller size",
     )
 
 
@@ -333,3 +366,15 @@ def test_a_pretraining_batch_that_does_not_split_is_refused(opts, world_size, pa
     cfg = build_pretrain_config(str(CONFIGS / "cifar" / "resnext29_8x64d.yaml"), opts)
     with pytest.raises(ConfigError, match=pattern):
         scale_to_world_size(cfg, world_size)
+
+
+def test_a_key_repeated_through_a_yaml_merge_is_an_override_not_a_repeat(tmp_path):
+    _write(
+        tmp_path,
+        {
+            "c.yaml": f"_BASE_: {DEMO_CONFIG}\n_ANCHOR: &solver {{BASE_LR: 0.1, MAX_ITER: 5}}\n"
+            "SOLVER:\n  <<: *solver\n  MAX_ITER: 7\n"
+        },
+    )
+    with pytest.raises(ConfigError, match=r"unknown config key: _ANCHOR"):
+        build_config(str(tmp_path / "c.yaml"))  # past the yaml check: yacs's own

@@ -10,8 +10,10 @@ one-line-and-exit-code contract.
 import json
 import logging
 import re
+import shutil
 import struct
 import zlib
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -41,14 +43,15 @@ from resnext_det.data.sanitize import (
     load_registered,
 )
 from resnext_det.engine import build_config
+from resnext_det.engine.appendix_b import STAGES, AppendixB
 from resnext_det.engine.predictor import predict_images
 from resnext_det.engine.validate import check_class_count, check_datasets
 from resnext_det.pretrain.data import AugmentedDataset, _ImageFolderSplit
 from resnext_det.utils.cli import report
 from resnext_det.utils.errors import ConfigError, DataError
 
-from ._paths import DEMO_CONFIG, TINY_DEMO_OPTS
-from ._photos import photo_crops
+from ._paths import CONFIGS, DEMO_CONFIG, TINY_DEMO_OPTS
+from ._photos import make_image_folder, photo_crops
 from ._tools import assert_one_line_error, run_cli
 
 # -- files ------------------------------------------------------------------------------
@@ -145,6 +148,8 @@ JSON_CASES = {
     "an image id that is a list": (lambda d: d["images"][0].update(id=[1]), r"images\[0\] has id=\[1\] \(a list\); expected .*integer or string ids"),
     "ids of two types": (lambda d: d["images"][0].update(id="1"), r"mixes image ids of types \['int', 'str'\]"),
     "a list, not an object": (lambda d: ("replace", [d]), r"images\.json: holds a list; expected a COCO instances json"),
+    "a crowd flag that is NaN": (lambda d: d["annotations"][1].update(iscrowd=float("nan")), r"annotations\[1\] has iscrowd=nan; expected 0 or 1 \(Detectron2 would take any other value for a crowd and drop the box\)"),
+    "a category id given as text": (lambda d: d["annotations"][2].update(category_id="1"), r"annotations\[2\] has category_id='1' \(a str\), but the ids under 'categories' are int; expected the same type \(Detectron2 would find no category '1'\)"),
 }  # fmt: skip
 
 
@@ -207,6 +212,14 @@ def test_only_coco_instances_jsons_are_held_to_their_fields(tmp_path):
     MetadataCatalog.get(name).set(json_file=str(tmp_path / "lvis.json"), evaluator_type="coco")
     with pytest.raises(DataError, match=r"dataset 'hostile_lvis_like': .*lvis\.json: images\[0\] lacks 'file_name'"):  # fmt: skip
         check_dataset_jsons(name)
+
+
+def test_an_empty_dataset_is_refused_as_detectron2_s_loader_refuses_it(tmp_path):
+    data = _coco(tmp_path, count=0)
+    (tmp_path / "images.json").write_text(json.dumps(data))
+    name = _register("hostile_empty", tmp_path / "images.json", tmp_path)
+    with pytest.raises(DataError, match=r"dataset 'hostile_empty' holds no image; expected a dataset with images"):  # fmt: skip
+        load_registered(name)
 
 
 def test_a_loader_failure_says_what_the_json_lacks(tmp_path):
@@ -428,6 +441,105 @@ def test_pretraining_skips_a_bomb_and_a_16_bit_image_in_training_and_names_them_
         evaluation[index["deep.png"]]
 
 
+def test_pretraining_refuses_a_folder_it_would_read_twice(tmp_path):
+    """torchvision's ImageFolder follows links: a loop reads 12 images as 492 samples."""
+    make_image_folder(tmp_path, train=4, val=2, size=32)
+    train = tmp_path / "train"
+    (train / "florida" / "loop").symlink_to("..")  # back to train/
+    with pytest.raises(DataError, match=r"train/florida/loop leads to .*train, a folder the split reads already; expected each folder once"):  # fmt: skip
+        _ImageFolderSplit(train)
+    (train / "florida" / "loop").unlink()
+    (train / "portrait").rename(tmp_path / "elsewhere")
+    (train / "portrait").symlink_to(tmp_path / "elsewhere")  # a class kept elsewhere: fine
+    split = _ImageFolderSplit(train)
+    assert sorted(Counter(split.targets).values()) == [4, 4, 4]
+
+
+# -- Appendix B: stages made from other data ------------------------------------------------
+
+
+def _appendix_b_data(root: Path, box_width: float) -> None:
+    """Register ``hostile_b_train`` and ``hostile_b_val`` to COCO jsons under ``root``."""
+    for split in ("train", "val"):
+        data = _coco(root / split)
+        for annotation in data["annotations"]:
+            annotation["bbox"][2] = box_width
+        (root / f"{split}.json").write_text(json.dumps(data))
+        _register(f"hostile_b_{split}", root / f"{split}.json", root / split)
+
+
+def test_appendix_b_does_not_reuse_stages_made_from_other_data(tmp_path):
+    """Rerun on another data root with the same config, every finished stage was skipped
+    and the old table printed again: the stage records held the config only."""
+    rpn, fast_rcnn = CONFIGS / "demo" / "appendix_b_rpn.yaml", CONFIGS / "demo" / "appendix_b_fast_rcnn.yaml"  # fmt: skip
+    opts = ["DATASETS.TRAIN", "('hostile_b_train',)", "DATASETS.TEST", "('hostile_b_val',)"]
+    _appendix_b_data(tmp_path / "first", box_width=20.0)
+    first = AppendixB(str(rpn), str(fast_rcnn), opts, str(tmp_path / "out"))
+    for stage in STAGES:  # finished, as far as the records go: no training needed to test them
+        first._start(stage)
+        first._mark_done(stage, {})
+    assert set(first.plan().values()) == {"skip"}
+    shutil.copytree(tmp_path / "first", tmp_path / "moved")  # the same data elsewhere: reused
+    _appendix_b_data(tmp_path / "moved", box_width=20.0)
+    assert set(AppendixB(str(rpn), str(fast_rcnn), opts, str(tmp_path / "out")).plan().values()) == {"skip"}  # fmt: skip
+    _appendix_b_data(tmp_path / "other", box_width=24.0)  # other boxes, same config
+    other = AppendixB(str(rpn), str(fast_rcnn), opts, str(tmp_path / "out"))
+    with pytest.raises(ConfigError, match=r"stage 'rpn' .*\(finished\) was made with another config or input than this run's: the data of 'hostile_b_train' differ from those it was made from"):  # fmt: skip
+        other.plan()
+    other.rerun_changed_stages = True
+    assert set(other.plan().values()) == {"rerun"}
+    for split in ("train", "val"):
+        DatasetCatalog.remove(f"hostile_b_{split}")
+        MetadataCatalog.remove(f"hostile_b_{split}")
+
+
+# -- export: sample images ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    """The tiny demo detector's real checkpoint."""
+    folder = tmp_path_factory.mktemp("weights")
+    model = build_model(build_config(str(DEMO_CONFIG), TINY_DEMO_OPTS))
+    SafeDetectionCheckpointer(model, save_dir=str(folder)).save("model_final")
+    return folder / "model_final.pth"
+
+
+def _export(weights, out, *args, env=None):
+    return run_cli(
+        "tools/export_model.py", "--config-file", DEMO_CONFIG, *args, "--output", out,
+        *TINY_DEMO_OPTS, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "MODEL.WEIGHTS", weights,
+        env=env,
+    )  # fmt: skip
+
+
+def test_export_names_a_sample_image_it_cannot_read_and_missing_test_data(tiny_weights, tmp_path):
+    (tmp_path / "notes.png").write_text("not an image\n")
+    _png_header_only(tmp_path / "bomb.png", 100000, 100000)
+    for name, pattern in [
+        ("notes.png", r"notes\.png cannot be read as an image \(UnidentifiedImageError"),
+        ("bomb.png", r"bomb\.png: its header claims 10,000,000,000 pixels"),
+    ]:
+        run = _export(tiny_weights, tmp_path / "out", "--sample-image", tmp_path / name)
+        assert_one_line_error(run, pattern)
+    # No --sample-image: the first images of DATASETS.TEST[0], whose data is not there.
+    run = _export(tiny_weights, tmp_path / "out", env={"DETECTRON2_DATASETS": tmp_path / "none"})
+    assert_one_line_error(run, r"dataset 'demo_trees_val': .*instances_val\.json does not exist")
+    assert not (tmp_path / "out" / "model.ts").exists()
+
+
+def test_onnx_export_runs_on_images_of_other_sizes(tiny_weights, tmp_path):
+    """The graph takes any image size (it was traced with the first image's, then refused
+    the others in onnxruntime); each size gives the eager model's detections."""
+    wide, tall = _photo(tmp_path / "wide.png", 128, 96), _photo(tmp_path / "tall.png", 80, 128)
+    run = _export(tiny_weights, tmp_path / "out", "--format", "onnx", "--sample-image", wide, tall)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    for index in (0, 1):
+        count = re.search(rf"sample {index}: (\d+) eager / (\d+) exported detections", run.stdout)
+        assert count and count[1] == count[2] and int(count[1]) > 0, run.stdout
+    assert "same detections as the eager model" in run.stdout
+
+
 # -- every training image unusable -------------------------------------------------------
 
 
@@ -585,10 +697,74 @@ def test_train_net_refuses_a_json_with_a_repeated_image_id(demo_root, tmp_path):
     assert_one_line_error(run, r"dataset 'mine': .*train\.json: image id 1 is listed 2 times")
 
 
+def _train_net_on(demo_root, tmp_path, datasets, *opts):
+    """train_net on COCO jsons of our own: ``datasets`` maps a name to its json content."""
+    registered = []
+    for name, data in datasets.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(data))
+        registered += ["--coco-dataset", name, tmp_path / f"{name}.json", tmp_path / "images"]
+    return run_cli(
+        "tools/train_net.py", "--config-file", DEMO_CONFIG, *registered, *TINY_DEMO_OPTS,
+        *opts, "OUTPUT_DIR", tmp_path / "out", env={"DETECTRON2_DATASETS": str(demo_root)},
+    )  # fmt: skip
+
+
+def test_datasets_of_one_run_with_other_classes_are_refused_naming_both(demo_root, tmp_path):
+    """Two training sets of other classes would train as one class (Detectron2's loader
+    refuses them; ours must too), and a test set listing the same classes under other ids
+    would be scored with its classes swapped."""
+    trees, bushes = _coco(tmp_path / "images"), _coco(tmp_path / "images", categories=("bush",))
+    run = _train_net_on(
+        demo_root, tmp_path, {"trees": trees, "bushes": bushes},
+        "DATASETS.TRAIN", "('trees', 'bushes')", "DATASETS.TEST", "()",
+    )  # fmt: skip
+    assert_one_line_error(
+        run,
+        r"dataset 'bushes' has the classes \['bush'\] where dataset 'trees' has \['tree'\] \(in the order of their category ids\); expected the same classes in the same order in every dataset of a run",
+    )
+    both = _coco(tmp_path / "images", categories=("tree", "bush"))
+    swapped = json.loads(json.dumps(both))
+    swapped["categories"] = [{"id": 1, "name": "bush"}, {"id": 2, "name": "tree"}]
+    for annotation in swapped["annotations"]:
+        annotation["category_id"] = 3 - annotation["category_id"]  # the same boxes, renumbered
+    run = _train_net_on(
+        demo_root, tmp_path, {"both": both, "swapped": swapped},
+        "DATASETS.TRAIN", "('both',)", "DATASETS.TEST", "('swapped',)", "MODEL.ROI_HEADS.NUM_CLASSES", "2",
+    )  # fmt: skip
+    assert_one_line_error(
+        run,
+        r"dataset 'swapped' has the classes \['bush', 'tree'\] where dataset 'both' has \['tree', 'bush'\]",
+    )
+    assert not (tmp_path / "out" / "last_checkpoint").exists()
+
+
 def test_prepare_coco_refuses_an_empty_minival_list(tmp_path):
     _coco_2014_ids(tmp_path, "")
     run = run_cli("datasets/prepare_coco.py", "--root", tmp_path, "--allow-subset")
     assert_one_line_error(run, r"minival2014_ids\.txt lists no image id")
+
+
+@pytest.mark.parametrize(
+    "change,pattern",
+    [
+        (lambda path: path.write_text('{"images": ['), r"instances_val2014\.json is not valid json \(Expecting value"),
+        (lambda path: _edit_json(path, lambda d: d["images"][0].pop("id")), r"instances_val2014\.json: images\[0\] lacks 'id'"),
+        (lambda path: _edit_json(path, lambda d: d["annotations"][0].pop("id")), r"instances_val2014\.json: annotations\[0\] lacks 'id'"),
+    ],
+    ids=["broken json", "an image without id", "an annotation without id"],
+)  # fmt: skip
+def test_prepare_coco_names_a_val_json_it_cannot_split(tmp_path, change, pattern):
+    ann = _coco_2014_ids(tmp_path, "11\n")
+    change(ann / "instances_val2014.json")
+    run = run_cli("datasets/prepare_coco.py", "--root", tmp_path, "--allow-subset")
+    assert_one_line_error(run, pattern)
+    assert not (ann / "instances_minival2014.json").exists()  # nothing built from it
+
+
+def _edit_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
 
 
 @pytest.fixture(autouse=True)

@@ -28,10 +28,11 @@ from resnext_det.checkpoint import (
     read_weight_file,
 )
 from resnext_det.checkpoint.fit import check_weights_fit
-from resnext_det.engine import build_config
+from resnext_det.engine import Trainer, build_config
 from resnext_det.engine.lazy_train import do_train
 from resnext_det.engine.predictor import Predictor, predict_images
 from resnext_det.engine.validate import check_detection_run
+from resnext_det.modeling import ResNeXtSpec, build_resnext
 from resnext_det.pretrain import Pretrainer, build_pretrain_config
 from resnext_det.utils.errors import ConfigError, UserError
 
@@ -166,6 +167,23 @@ def test_a_hostile_weight_file_ends_in_one_line_naming_it(detector, hostile, kin
     assert not (Path(hostile["folder"]) / "pwned").exists()
 
 
+@pytest.mark.parametrize("reader", READERS[1:])  # the converter tells its formats apart
+@pytest.mark.parametrize("name", ["hand.pkl", "lists.pth"])
+def test_weights_that_are_no_tensors_end_in_one_line_naming_them(detector, tmp_path, name, reader):
+    """A small hand-made file: Detectron2 would fail with 'Unsupported type found in checkpoint'."""
+    path = tmp_path / name
+    if name.endswith(".pkl"):  # read as Caffe2 blobs, as Detectron2 reads a .pkl without __author__
+        path.write_bytes(pickle.dumps({"conv1.weight": [[1.0, 2.0]]}))
+    else:
+        torch.save({"model": {"conv1.weight": [[1.0, 2.0]]}}, path)
+    with pytest.raises(UserError) as refused:
+        _readers(detector)[reader](str(path))
+    message = str(refused.value)
+    assert "\n" not in message and re.search(
+        rf"{name}.* holds 'conv1\.weight' as a list, not a tensor or array; expected", message
+    ), message
+
+
 def test_the_fit_check_names_the_config_key(detector, hostile):
     _, model, _ = detector
     with pytest.raises(UserError, match=r"^the last checkpoint='.*nan\.pth' holds NaN values"):
@@ -261,12 +279,88 @@ def test_eval_only_with_nan_weights_ends_in_one_line(hostile, demo_root, tmp_pat
     )
 
 
+def _resume(demo_root, out, *opts):
+    return run_cli(
+        "tools/train_net.py", "--config-file", DEMO_CONFIG, "--resume", *TINY_DEMO_OPTS, *opts,
+        "OUTPUT_DIR", out, env={"DETECTRON2_DATASETS": str(demo_root)},
+    )  # fmt: skip
+
+
+def _trainer_checkpoint(out, iteration, optimizer_value=None):
+    """A checkpoint as a train_net run writes it (``Trainer``'s own checkpointer), its
+    optimizer's momentum set to ``optimizer_value`` where given."""
+    cfg = build_config(str(DEMO_CONFIG), [*TINY_DEMO_OPTS, "OUTPUT_DIR", str(out)])
+    trainer = Trainer(cfg)
+    if optimizer_value is not None:
+        for group in trainer.optimizer.param_groups:
+            for param in group["params"]:
+                trainer.optimizer.state[param]["momentum_buffer"] = torch.full_like(
+                    param, optimizer_value
+                )
+    trainer.iter = iteration
+    trainer.checkpointer.save(f"model_{iteration:07d}", iteration=iteration)
+
+
+def test_resuming_with_max_iter_below_the_checkpoint_s_iteration_is_refused(demo_root, tmp_path):
+    """It would train nothing and say nothing."""
+    _trainer_checkpoint(tmp_path / "out", iteration=9)
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()}
+    run = _resume(demo_root, tmp_path / "out", "SOLVER.MAX_ITER", "5")
+    assert_one_line_error(
+        run,
+        r"SOLVER\.MAX_ITER=5 but the last checkpoint .*model_0000009\.pth was saved after iteration 10, so resuming would train nothing; expected SOLVER\.MAX_ITER above 10 to train on from it \(or a new OUTPUT_DIR, without --resume\)",
+    )
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()} == before
+
+
+def test_resuming_from_a_non_finite_optimizer_state_is_refused_not_blamed_on_the_lr(
+    demo_root, tmp_path
+):
+    """Every step would turn the weights NaN, whatever the learning rate: the divergence
+    message's advice (lower the lr, resume) would fail again and again."""
+    _trainer_checkpoint(tmp_path / "out", iteration=0, optimizer_value=float("nan"))
+    run = _resume(demo_root, tmp_path / "out", "SOLVER.MAX_ITER", "3")
+    assert_one_line_error(
+        run,
+        r"the last checkpoint .*model_0000000\.pth holds NaN values in its training state \('trainer\._trainer\.optimizer\.state\.0\.momentum_buffer', \d+ of \d+\); expected finite values: resuming would make every step NaN, whatever the learning rate; resume from an earlier checkpoint \(name it in .*last_checkpoint\) or train without --resume",
+    )
+
+
 def test_converting_a_crafted_pth_ends_in_our_line_not_torchs_advice(hostile, tmp_path):
     run = run_cli("tools/convert_weights.py", hostile["crafted.pth"], tmp_path / "out.pth")
     assert_one_line_error(run, r"refusing to load (posix|os)\.system from .*crafted\.pth")
     assert "weights_only" not in run.stdout + run.stderr
     assert not (Path(hostile["folder"]) / "pwned").exists()
     assert not (tmp_path / "out.pth").exists()
+
+
+@pytest.fixture()
+def trunk_file(tmp_path):
+    """A real ResNeXt (depth 14) state dict, as a .pth to convert."""
+    model = build_resnext(ResNeXtSpec(depth=14, norm="FrozenBN"), out_features=["res5"])
+    torch.save(model.state_dict(), tmp_path / "X14.pth")
+    return tmp_path / "X14.pth"
+
+
+def test_the_converter_reports_extra_source_keys_and_still_checks_the_features(trunk_file):
+    state = torch.load(trunk_file, weights_only=True)
+    state["head.extra.weight"] = torch.zeros(3)  # a key no ResNeXt has
+    torch.save(state, trunk_file)
+    output = trunk_file.with_name("converted.pth")
+    run = run_cli("tools/convert_weights.py", trunk_file, output)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    assert "not converted: head.extra.weight" in run.stdout
+    assert "largest |difference| of the converted features" in run.stdout
+    assert output.is_file()
+
+
+def test_the_converter_refuses_a_negative_check_size_before_any_work(trunk_file):
+    output = trunk_file.with_name("converted.pth")
+    run = run_cli("tools/convert_weights.py", trunk_file, output, "--check-size", "-5")
+    assert_one_line_error(
+        run, r"--check-size=-5 is invalid; expected an integer >= 0 \(0: no check\)"
+    )
+    assert not output.exists()
 
 
 def test_demo_refuses_weights_of_another_network(detector, tmp_path):
@@ -299,15 +393,32 @@ def test_a_bad_image_in_the_demo_keeps_the_other_detections(detector, demo_root,
     )  # fmt: skip
     assert_one_line_error(
         run,
-        r"cut\.jpg cannot be read as an image \(.*\) and 1 more, so 2 of 4 images were skipped;"
-        r" expected image files \(the detections of the other 2 are in .*detections\.json\)",
+        r"cut\.jpg cannot be read as an image \(.*\); expected an image file PIL reads \(JPEG, "
+        r"PNG, \.\.\.\); 2 of 4 images were skipped, this one and 1 more \(the detections of the "
+        r"other 2 are in .*detections\.json\)",
     )
     detections = json.loads((tmp_path / "out" / "detections.json").read_text())
     assert [Path(d["file_name"]).name for d in detections] == [p.name for p in val]
     for path in val:
         assert (tmp_path / "out" / f"{path.stem}_pred.png").is_file()
     log = run.stdout + run.stderr
-    assert re.search(r"skipped .*notes\.png: it cannot be read as an image", log)  # in the log
+    assert re.search(r"skipped: .*notes\.png cannot be read as an image", log)  # in the log
+
+
+def test_an_unreadable_demo_image_is_named_once_in_its_message(detector, tmp_path):
+    _, _, good = detector
+    (tmp_path / "notes.png").write_text("not an image\n")
+    run = run_cli(
+        "tools/demo.py", "--config-file", DEMO_CONFIG, "--input", tmp_path / "notes.png", PORTRAIT,
+        "--output", tmp_path / "out", *TINY_DEMO_OPTS, "MODEL.WEIGHTS", good,
+    )  # fmt: skip
+    assert_one_line_error(
+        run,
+        r"^error: \S*notes\.png cannot be read as an image \(UnidentifiedImageError: [^()]*\); "
+        r"expected an image file PIL reads \(JPEG, PNG, \.\.\.\); 1 of 2 images was skipped "
+        r"\(the detections of the other 1 are in \S*detections\.json\)$",
+    )
+    assert run.stderr.strip().splitlines()[-1].count("notes.png") == 1
 
 
 def test_predict_images_returns_the_skipped_images(detector, tmp_path):
