@@ -11,7 +11,6 @@ are merged from yaml by :func:`merge_config`.
 import os
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Optional
 
 import yaml
@@ -84,18 +83,18 @@ def merge_config(cfg: CN, config_file: str, opts: Sequence[str] = ()) -> CN:
 
     The yaml is read with the safe loader: a config that names Python objects (which
     Detectron2's default unsafe loading would construct, running code) is refused. The
-    file and each ``_BASE_`` it names must hold a mapping of config keys; an empty file, a
-    list, a single value or a ``_BASE_`` chain that comes back to a file already in it is
-    refused before yacs sees it (yacs would raise a bare ``TypeError`` or recurse until
-    the interpreter gives up).
+    file and each ``_BASE_`` it names must be a local UTF-8 file holding a mapping of
+    config keys, each key once; an empty file, a list, a single value, a key given twice
+    (yaml keeps the last silently), a ``_BASE_`` that is a URL (nothing is downloaded) or a
+    ``_BASE_`` chain that comes back to a file already in it is refused before yacs sees it
+    (yacs would raise a bare ``TypeError`` or recurse until the interpreter gives up).
 
     Raises:
-        ConfigError: the file is missing, empty, not a mapping, not yaml, unsafe, in a
-            ``_BASE_`` cycle, or names an unknown key or a value of the wrong type (the
-            message names the file or the key, and the types).
+        ConfigError: the file is missing, a folder, empty, not a mapping, not UTF-8, not
+            yaml, unsafe, repeats a key, in a ``_BASE_`` cycle, or names a URL, an unknown
+            key or a value of the wrong type (the message names the file or the key, and
+            the types).
     """
-    if not Path(config_file).is_file():
-        raise ConfigError(f"config file {config_file} does not exist; expected a yaml file")
     _check_yaml_tree(config_file, (), cfg)
     try:
         cfg.merge_from_file(config_file, allow_unsafe=False)
@@ -118,11 +117,34 @@ def merge_config(cfg: CN, config_file: str, opts: Sequence[str] = ()) -> CN:
 _BASE_KEY = "_BASE_"
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader fvcore reads configs with, refusing a key given twice in a mapping:
+    yaml keeps the last one silently, dropping every value under the first (a second
+    ``SOLVER:`` block loses the first's ``MAX_ITER``). A key from a merge (``<<: *x``) may
+    be given again: that is how yaml overrides it."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_lines: dict[tuple[str, str], int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue  # an unhashable key is the constructor's to refuse
+            key, line = (key_node.tag, key_node.value), key_node.start_mark.line + 1
+            if key in first_lines:
+                raise ConfigError(
+                    f"{self.name} line {line}: the key {key_node.value!r} is given a second "
+                    f"time (first on line {first_lines[key]}); expected each key once (yaml "
+                    f"would keep only the last {key_node.value}, dropping the values of the "
+                    "first)"
+                )
+            first_lines[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def _load_yaml(path: str) -> object:
     """A yaml file's content, read as fvcore reads it (the safe loader), or a ConfigError."""
     try:
-        with open(path) as f:
-            return yaml.safe_load(f)
+        with open(path, encoding="utf-8") as f:
+            return yaml.load(f, Loader=_UniqueKeyLoader)
     except yaml.constructor.ConstructorError as e:
         raise ConfigError(
             f"{path} asks the yaml loader to build a Python object ({e.problem}); "
@@ -131,7 +153,11 @@ def _load_yaml(path: str) -> object:
     except yaml.YAMLError as e:
         raise ConfigError(f"{path} is not valid yaml: {' '.join(str(e).split())}") from e
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{path} is not a text file ({e.reason}); expected a yaml file") from e
+        line = e.object[: e.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path} is not UTF-8 text: byte {e.object[e.start]:#04x} on line {line} is "
+            "invalid there; expected a yaml file in UTF-8 (save it as UTF-8)"
+        ) from e
 
 
 def _describe(value: object) -> str:
@@ -159,7 +185,8 @@ def _check_yaml_tree(path: str, chain: tuple[str, ...], cfg: CN) -> None:
         )
     if not os.path.isfile(path):
         named_by = f" (the _BASE_ of {chain[-1]})" if chain else ""
-        raise ConfigError(f"config file {path}{named_by} does not exist; expected a yaml file")
+        state = "is a folder" if os.path.isdir(path) else "does not exist"
+        raise ConfigError(f"config file {path}{named_by} {state}; expected a yaml file")
     data = _load_yaml(path)
     if data is None:
         raise ConfigError(
@@ -180,8 +207,11 @@ def _check_yaml_tree(path: str, chain: tuple[str, ...], cfg: CN) -> None:
                 f"{path}: _BASE_={bases!r} is invalid; expected the path of a base config "
                 "file (or a list of them)"
             )
-        if base.startswith(("https://", "http://")):
-            continue  # fvcore fetches it; nothing to check here
+        if "://" in base:  # fvcore would download it
+            raise ConfigError(
+                f"{path}: _BASE_={base!r} is a URL; expected the path of a local config file "
+                "(nothing is downloaded: fetch it first and name its path)"
+            )
         base = os.path.expanduser(base)
         if not os.path.isabs(base):  # relative to the file that names it, as fvcore does
             base = os.path.join(os.path.dirname(path), base)
@@ -331,14 +361,15 @@ def get_pretrain_cfg() -> CfgNode:
     _C.SOLVER.MOMENTUM = 0.9
     _C.SOLVER.NESTEROV = False
     _C.SOLVER.WEIGHT_DECAY = 1e-4
-    # Epochs at which the lr is multiplied by GAMMA; the run lasts EPOCHS epochs, past the
-    # third step so that it takes effect (the paper's curves, Fig. 5, run to 100 epochs).
-    _C.SOLVER.STEPS = (30, 60, 90)
+    # Epochs at which the lr is multiplied by GAMMA, each below EPOCHS, the epochs the run
+    # lasts (the paper's curves, Fig. 5, run to 100, past the third step).
+    _C.SOLVER.STEP_EPOCHS = (30, 60, 90)
     _C.SOLVER.GAMMA = 0.1
     _C.SOLVER.EPOCHS = 100
     # Linear warmup from 0 over this many epochs (not in the paper; for large batches).
     _C.SOLVER.WARMUP_EPOCHS = 0.0
-    # Stop after this many iterations (0: run all epochs). For trials and tests.
+    # Stop after this many iterations (0: run all epochs). For trials and tests. Iterations,
+    # as Detectron2's MAX_ITER, which also ends a run; here the epochs may end it first.
     _C.SOLVER.MAX_ITER = 0
     # Also checkpoint every this many iterations (0: only at the end of each epoch).
     _C.SOLVER.CHECKPOINT_PERIOD = 0
@@ -348,7 +379,7 @@ def get_pretrain_cfg() -> CfgNode:
 
     _C.TEST = CfgNode()
     # Evaluate every this many epochs and after the last one (0: only after the last).
-    _C.TEST.EVAL_PERIOD = 1
+    _C.TEST.EVAL_PERIOD_EPOCHS = 1
     _C.TEST.IMS_PER_BATCH = 64  # per process
 
     # Write metrics.json and log a line (or refresh the progress bar) every this many
@@ -358,4 +389,17 @@ def get_pretrain_cfg() -> CfgNode:
     # Seeds the weights, the data order and every augmentation: with the same seed a run
     # sees the same batches whatever the number of processes, and so does a resumed run.
     _C.SEED = 0
+
+    # Detectron2's keys of these names count iterations: refused, in one line naming ours
+    # (yacs's renamed keys), rather than read as epochs (60000 would be a step never reached).
+    for old, new, unit in (
+        ("SOLVER.STEPS", "SOLVER.STEP_EPOCHS", "lr steps"),
+        ("TEST.EVAL_PERIOD", "TEST.EVAL_PERIOD_EPOCHS", "evaluation period"),
+    ):
+        _C.register_renamed_key(
+            old,
+            new,
+            f"pretraining counts its {unit} in epochs; expected {new} (epochs), not "
+            f"Detectron2's {old} (iterations)",
+        )
     return _C
