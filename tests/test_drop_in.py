@@ -109,7 +109,9 @@ def _run(args, cwd, env=None):
 
 LAZY_TINY = [
     "train.device=cpu", "train.max_iter=2", "train.eval_period=2",
-    "train.init_checkpoint=''",  # from scratch: the shipped weights are for depth 50
+    # From scratch (the shipped weights are for depth 50): every layer trains, GroupNorm.
+    "train.init_checkpoint=''", "model.backbone.bottom_up.freeze_at=0",
+    "model.backbone.bottom_up.stem.norm=GN", "model.backbone.bottom_up.stages.norm=GN",
     "model.backbone.bottom_up.stages.depth=14", "model.roi_heads.num_classes=1",
     "dataloader.train.dataset.names=demo_trees_train",
     "dataloader.test.dataset.names=demo_trees_val",

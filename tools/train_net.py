@@ -26,7 +26,7 @@ set_tool_policy()  # first: Detectron2 warns about its own code when imported
 
 # isort: split
 
-from detectron2.engine import default_argument_parser, default_setup
+from detectron2.engine import default_setup
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
@@ -34,7 +34,7 @@ from resnext_det.checkpoint import SafeDetectionCheckpointer
 from resnext_det.data import register_coco_datasets
 from resnext_det.engine import Trainer, build_config, register_all
 from resnext_det.engine.validate import check_detection_run
-from resnext_det.training.launch import launch_holding_output_dir
+from resnext_det.training.launch import detection_argument_parser, launch_holding_output_dir
 from resnext_det.utils.cli import run_tool, worker_errors
 
 
@@ -79,20 +79,7 @@ def check_and_launch(args) -> None:
     launch_holding_output_dir(worker, args, cfg.OUTPUT_DIR, "OUTPUT_DIR", "train_net")
 
 
-def argument_parser():
-    parser = default_argument_parser()
-    parser.add_argument(
-        "--coco-dataset",
-        nargs=3,
-        action="append",
-        default=[],
-        metavar=("NAME", "JSON", "IMAGE_DIR"),
-        help="register a COCO-format dataset under NAME, for DATASETS.TRAIN / TEST (repeatable)",
-    )
-    return parser
-
-
 if __name__ == "__main__":
-    args = argument_parser().parse_args()
+    args = detection_argument_parser().parse_args()
     print("Command Line Args:", args)
     run_tool(lambda: check_and_launch(args))

@@ -1,6 +1,7 @@
 """The bundled demo, end to end: prepare the tree-crown data, train, evaluate, draw."""
 
 import argparse
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,12 +13,13 @@ from detectron2.utils.logger import setup_logger
 
 from ..analysis.machine import cpu_isa
 from ..data import prepare_demo_dataset
+from ..data.sanitize import load_registered
 from ..model_zoo import get_config_file
 from ..utils.paths import datasets_root
 from ..utils.run_guard import exclusive_output_dir
 from .trainer import Trainer, build_config, register_all
 from .validate import check_detection_run
-from .visualize import draw_predictions
+from .predictor import predict_images
 
 __all__ = ["DEMO_CONFIG", "DemoResult", "TrainingTimeEstimate", "train_demo"]
 
@@ -109,8 +111,14 @@ def train_demo(
         results = trainer.train()
         dataset = cfg.DATASETS.TEST[0]
         bbox = results[dataset]["bbox"] if len(cfg.DATASETS.TEST) > 1 else results["bbox"]
+        # Drawn by the predictor, from the written weights: as tools/demo.py would.
+        predicted = cfg.clone()
+        predicted.defrost()
+        predicted.MODEL.WEIGHTS = str(Path(cfg.OUTPUT_DIR) / "model_final.pth")
+        images = [record["file_name"] for record in load_registered(dataset)[:num_images]]
         folder = Path(cfg.OUTPUT_DIR) / "predictions"
-        drawn = draw_predictions(trainer.model, cfg, dataset, folder, num_images=num_images)
+        predictions = predict_images(predicted, images, folder, score_threshold=0.5)
+        drawn = [folder / r["drawn"] for r in json.loads(predictions.path.read_text())]
     return DemoResult(
         ap=bbox["AP"],
         ap50=bbox["AP50"],

@@ -9,18 +9,25 @@ from typing import Optional
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
 from detectron2.data.build import filter_images_with_only_crowd_annotations
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
-from detectron2.engine.defaults import create_ddp_model
+from detectron2.engine import DefaultTrainer, TrainerBase, hooks
 from detectron2.utils import comm
 
 from ..checkpoint import SafeDetectionCheckpointer
+from ..checkpoint.catalog import published_for_network
 from ..config import add_resnext_config, merge_config
 from ..data import attach_proposals, register_coco2014_splits, register_demo_datasets
-from ..data.sanitize import SkippingDatasetMapper, load_registered, sanitize_annotations
+from ..data.sanitize import (
+    SkippingDatasetMapper,
+    check_same_classes,
+    load_registered,
+    sanitize_annotations,
+)
+from ..model_zoo import list_configs
+from ..modeling import ResNeXtSpec
 from ..registration import register_resnext_backbone
-from ..training.hooks import FiniteWeightsCheckpointer
+from ..training.loop import TrainingLoop, distributed_model, step_trainer
 from ..training.schedule import describe_schedule
-from ..utils.errors import ConfigError, DataError, TrainingDiverged
+from ..utils.errors import ConfigError, DataError
 from ..utils.paths import datasets_root
 from .coco_evaluation import COCOEvaluator
 
@@ -65,9 +72,35 @@ def check_can_train(cfg: CfgNode) -> None:
         raise ConfigError(
             f"MODEL.WEIGHTS is empty, so the ResNeXt starts from random weights, but "
             f"MODEL.BACKBONE.FREEZE_AT={freeze_at} and MODEL.RESNETS.NORM={norm!r} "
-            "would keep some of them frozen; expected ImageNet weights in MODEL.WEIGHTS, or, to "
-            "train from scratch, FREEZE_AT 0 with NORM 'GN' or 'BN' (as configs/demo/ does)"
+            f"would keep some of them frozen; expected ImageNet weights in MODEL.WEIGHTS "
+            f"({_imagenet_weights_for(ResNeXtSpec.from_config(cfg))}), or, to train from "
+            "scratch, FREEZE_AT 0 with NORM 'GN' or 'BN' (as configs/demo/ does)"
         )
+
+
+def _imagenet_weights_for(spec: ResNeXtSpec) -> str:
+    """Which ImageNet weights the network can start from: the published ones, or how to
+    make them with the pretraining tool."""
+    network = (spec.depth, spec.cardinality, spec.bottleneck_width)
+    published = published_for_network(*network)
+    if published:
+        return "published for this network: " + ", ".join(w.name for w in published)
+    kind = "R" if network[1:] == (1, 64) else "X"
+    name = f"imagenet/{kind}{spec.depth}" + ("" if kind == "R" else f"_{spec.template}") + ".yaml"
+    if name in list_configs():
+        command = f"--config-file configs/{name}"
+    else:
+        command = (
+            "--config-file configs/imagenet/Base-ImageNet.yaml MODEL.RESNETS.DEPTH "
+            f"{spec.depth} MODEL.RESNETS.NUM_GROUPS {spec.cardinality} "
+            f"MODEL.RESNETS.WIDTH_PER_GROUP {spec.bottleneck_width}"
+        )
+    return (
+        f"none are published for {'ResNet' if kind == 'R' else 'ResNeXt'}-{spec.depth} "
+        f"{spec.template}: make them with "
+        f"`tools/pretrain_imagenet.py {command}` and set MODEL.WEIGHTS to the "
+        "model_final.pth it writes"
+    )
 
 
 def schedule_summary(cfg: CfgNode, world_size: int) -> str:
@@ -107,8 +140,9 @@ def load_dataset_dicts(
 ) -> list[dict]:
     """The records of the named datasets, cleaned as the data policy says.
 
-    Each dataset loads with one-line errors (:func:`load_registered`), its boxes are
-    sanitized (:func:`sanitize_annotations`), and with ``MODEL.LOAD_PROPOSALS`` its proposal
+    Each dataset loads with one-line errors (:func:`load_registered`), their classes must
+    agree (:func:`check_same_classes`), its boxes are sanitized
+    (:func:`sanitize_annotations`), and with ``MODEL.LOAD_PROPOSALS`` its proposal
     file is read safely and must cover every image (Detectron2 would ``pickle.load`` it).
     The up-front checks read the datasets through this same path.
 
@@ -125,6 +159,7 @@ def load_dataset_dicts(
         if cfg.MODEL.LOAD_PROPOSALS:
             records = attach_proposals(records, proposal_file(cfg, name, is_train))
         dicts.extend(records)
+    check_same_classes(names)  # as Detectron2's loader does, once they are loaded
     if is_train and cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
         dicts = filter_images_with_only_crowd_annotations(dicts)
     if not dicts:
@@ -132,7 +167,7 @@ def load_dataset_dicts(
     return dicts
 
 
-class Trainer(DefaultTrainer):
+class Trainer(TrainingLoop, DefaultTrainer):
     """``DefaultTrainer`` that evaluates with COCO AP (the fastest COCOeval available) and
     loads weight files safely."""
 
@@ -150,12 +185,8 @@ class Trainer(DefaultTrainer):
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
-        on_cpu = cfg.MODEL.DEVICE == "cpu"
-        model = create_ddp_model(
-            model, broadcast_buffers=False, **({"device_ids": None} if on_cpu else {})
-        )
-        trainer_class = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
-        self._trainer = trainer_class(model, data_loader, optimizer)
+        model = distributed_model(model, broadcast_buffers=False)
+        self._trainer = step_trainer(model, data_loader, optimizer, cfg.SOLVER.AMP.ENABLED)
 
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = SafeDetectionCheckpointer(
@@ -184,27 +215,24 @@ class Trainer(DefaultTrainer):
         return COCOEvaluator(dataset_name, output_dir=output_folder)
 
     def build_hooks(self):
+        """Detectron2's hooks, evaluating into :attr:`last_results`."""
         return [
-            FiniteWeightsCheckpointer(self.checkpointer, self.cfg.SOLVER.CHECKPOINT_PERIOD)
-            if type(hook) is hooks.PeriodicCheckpointer
+            hooks.EvalHook(self.cfg.TEST.EVAL_PERIOD, self.evaluate)
+            if type(hook) is hooks.EvalHook  # noqa: E721
             else hook
             for hook in super().build_hooks()
         ]
 
-    def run_step(self):
-        try:
-            super().run_step()
-        except FloatingPointError as e:  # Detectron2 checks the losses before the step
-            raise TrainingDiverged.stopped(
-                f"the loss became infinite or NaN at iteration {self.iter}",
-                self.checkpointer,
-                "SOLVER.WARMUP_ITERS",
-            ) from e
+    def evaluate(self) -> dict:
+        """Evaluate the model being trained on ``DATASETS.TEST``; the results are kept."""
+        self.last_results = self.test(self.cfg, self.model)
+        return self.last_results
 
-    def train(self):
+    def train(self) -> Optional[dict]:
         """Train, then return the last evaluation's results (the one at the end of training).
 
         Detectron2 returns them only when ``TEST.EXPECTED_RESULTS`` is set.
         """
+        self.last_results = None
         super().train()
-        return getattr(self, "_last_eval_results", None)
+        return self.last_results

@@ -6,20 +6,26 @@ be known before the run (image data corrupt past its header) follows the data po
 :mod:`resnext_det.data.sanitize`.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.engine import DefaultTrainer
 from detectron2.modeling import build_backbone, build_model
 
 from ..checkpoint import SafeDetectionCheckpointer
+from ..checkpoint.checkpointer import read_checkpoint
+from ..checkpoint.conventions import check_config_conventions
 from ..checkpoint.fit import check_weights_fit, pretrained_scope
-from ..data.sanitize import check_dataset_jsons, check_image_files
+from ..data.sanitize import check_dataset_jsons, check_image_files, check_same_classes
 from ..modeling import ResNeXtRes5ROIHeads, ResNeXtSpec
 from ..training.batch import check_batch_split
-from ..utils.errors import ConfigError, DataError
+from ..utils.errors import ConfigError, DataError, WeightsError
 from ..utils.value_checks import (
+    Expect,
     check_values,
     choice,
     integer,
@@ -37,8 +43,10 @@ __all__ = [
     "check_datasets",
     "check_detection_run",
     "check_device",
+    "check_device_name",
     "check_head_inputs",
     "check_inputs",
+    "check_resume_state",
     "check_solver",
     "class_count_keys",
 ]
@@ -46,14 +54,22 @@ __all__ = [
 
 def check_device(cfg: CfgNode) -> None:
     """``MODEL.DEVICE`` must exist on this machine (Detectron2's default is 'cuda')."""
-    device = str(cfg.MODEL.DEVICE)
+    check_device_name(str(cfg.MODEL.DEVICE), "MODEL.DEVICE")
+
+
+def check_device_name(device: str, key: str) -> None:
+    """The device ``key`` names must exist on this machine.
+
+    Raises:
+        ConfigError: naming the key: CUDA on a machine without it, or no device at all.
+    """
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(
-            f"MODEL.DEVICE={device!r} but this machine has no CUDA device; expected "
-            "MODEL.DEVICE cpu (add it to the command line)"
+            f"{key}={device!r} but this machine has no CUDA device; expected {key} cpu (add it "
+            "to the command line)"
         )
     if not device.startswith(("cuda", "cpu")):
-        raise ConfigError(f"MODEL.DEVICE={device!r} is not supported; expected 'cpu' or 'cuda'")
+        raise ConfigError(f"{key}={device!r} is not supported; expected 'cpu' or 'cuda'")
 
 
 C4_HEAD = ResNeXtRes5ROIHeads.__name__
@@ -126,6 +142,23 @@ TRAIN_INPUT_RULES = [
     ("MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", integer(1)),
     ("MODEL.ROI_HEADS.POSITIVE_FRACTION", number(0, 1, above=True)),
 ]
+
+
+def _per_feature_map(rule: Expect) -> Expect:
+    """``rule`` for each feature map's list, as Detectron2's anchor generator reads
+    ``SIZES`` and ``ASPECT_RATIOS``: one list per feature map, or one list for all."""
+
+    def lists(value: Any) -> list:
+        nested = value and all(isinstance(v, (list, tuple)) for v in value)
+        return list(value) if nested else [value]
+
+    return Expect(
+        f"one list of {rule.text.removeprefix('a list of ')} per feature map (or one list for all)",
+        lambda v: isinstance(v, (list, tuple)) and all(rule.has_type(x) for x in lists(v)),
+        lambda v: all(rule.holds(x) for x in lists(v)),
+    )
+
+
 # What evaluation (and so every run) goes through.
 INPUT_RULES = [
     ("DATALOADER.NUM_WORKERS", integer(0)),
@@ -136,6 +169,10 @@ INPUT_RULES = [
     ("MODEL.RPN.POST_NMS_TOPK_TEST", integer(1)),
     ("MODEL.ROI_HEADS.SCORE_THRESH_TEST", number(0, 1)),
     ("MODEL.ROI_HEADS.NMS_THRESH_TEST", number(0, 1)),
+    # An anchor of size 0 fails Detectron2's box coding with a bare assertion.
+    ("MODEL.ANCHOR_GENERATOR.SIZES", _per_feature_map(numbers(0, above=True))),
+    ("MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS", _per_feature_map(numbers(0, above=True))),
+    ("MODEL.ANCHOR_GENERATOR.OFFSET", number(0, 1, below=True)),
 ]
 # INPUT.CROP.SIZE by INPUT.CROP.TYPE, as detectron2.data.transforms.RandomCrop reads it.
 CROP_SIZE_RULES = {
@@ -280,6 +317,59 @@ def check_datasets(cfg: CfgNode, names: Sequence[str], is_train: bool) -> None:
             )
 
 
+def _tensors(node: Any, key: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor in nested dicts and lists, with its dotted key."""
+    if isinstance(node, torch.Tensor):
+        yield key, node
+    elif isinstance(node, (dict, list, tuple)):
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for name, value in items:
+            yield from _tensors(value, f"{key}.{name}" if key else str(name))
+
+
+def check_resume_state(cfg: CfgNode, path: str, world_size: int = 1) -> None:
+    """The checkpoint to resume from leaves iterations to train, and its training state
+    (the optimizer's, the scheduler's) is finite.
+
+    Detectron2 resumes after the checkpoint's iteration: with ``SOLVER.MAX_ITER`` below it,
+    it trains nothing and says nothing. A NaN in the optimizer's state turns the weights
+    NaN at the first step, whatever the learning rate, and would be reported as a loss
+    that diverged, with advice (lower the learning rate, resume) that fails again.
+
+    Raises:
+        ConfigError: ``SOLVER.MAX_ITER`` (as scaled to ``world_size``) is below where the
+            run would resume.
+        WeightsError: the training state holds NaN or infinite values, naming the tensor.
+    """
+    label = f"the last checkpoint {path}"
+    checkpoint = read_checkpoint(path, label=label)  # its weights are checked finite there
+    trainer = checkpoint.get("trainer")  # Detectron2 resumes from the trainer's iteration
+    iteration = (trainer if isinstance(trainer, dict) else checkpoint).get("iteration")
+    max_iter = DefaultTrainer.auto_scale_workers(cfg, world_size).SOLVER.MAX_ITER
+    if isinstance(iteration, int) and iteration + 1 > max_iter:
+        scaled = (
+            f" ({max_iter} on {world_size} processes)" if max_iter != cfg.SOLVER.MAX_ITER else ""
+        )
+        raise ConfigError(
+            f"SOLVER.MAX_ITER={cfg.SOLVER.MAX_ITER}{scaled} but {label} was saved after "
+            f"iteration {iteration + 1}, so resuming would train nothing; expected "
+            f"SOLVER.MAX_ITER above {iteration + 1} to train on from it (or a new OUTPUT_DIR, "
+            "without --resume)"
+        )
+    state = {key: value for key, value in checkpoint.items() if key != "model"}
+    for key, tensor in _tensors(state):
+        finite = torch.isfinite(tensor)
+        if not bool(finite.all()):
+            kind = "NaN" if bool(torch.isnan(tensor).any()) else "infinite"
+            raise WeightsError(
+                f"{label} holds {kind} values in its training state ({key!r}, "
+                f"{int((~finite).sum())} of {tensor.numel()}); expected finite values: "
+                "resuming would make every step NaN, whatever the learning rate; resume "
+                f"from an earlier checkpoint (name it in {Path(path).parent / 'last_checkpoint'})"
+                " or train without --resume"
+            )
+
+
 def check_detection_run(
     cfg: CfgNode,
     *,
@@ -292,9 +382,12 @@ def check_detection_run(
 
     The device, the ResNeXt options, the schedule, each training and test dataset (the
     registration, the files, every image's header and size, the annotations), the
-    proposal files, and the weights: ``MODEL.WEIGHTS`` must provide the whole trunk (for
-    training) or the whole model (for evaluation), and a checkpoint to resume from must
-    be readable and complete.
+    proposal files, and the weights: ``MODEL.WEIGHTS`` (a file, or a name downloaded and
+    converted here) must provide the whole trunk (for training, with the input
+    conventions of the weights) or the whole model (for evaluation), and a checkpoint to
+    resume from must be readable and complete, leave iterations to train and hold a finite
+    training state (:func:`check_resume_state`). The datasets of the run must have the same
+    classes in the same order (:func:`~resnext_det.data.sanitize.check_same_classes`).
 
     Raises:
         UserError: the first problem found, in one line.
@@ -313,6 +406,7 @@ def check_detection_run(
     if not eval_only:
         check_datasets(cfg, cfg.DATASETS.TRAIN, is_train=True)
     check_datasets(cfg, cfg.DATASETS.TEST, is_train=False)
+    check_same_classes([*(() if eval_only else cfg.DATASETS.TRAIN), *cfg.DATASETS.TEST])
 
     cfg.MODEL.DEVICE = "cpu"  # the check needs the shapes only
     check_head_inputs(cfg)
@@ -320,9 +414,13 @@ def check_detection_run(
     last = SafeDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
     if resume and last.has_checkpoint():
         check_weights_fit(model, last.get_checkpoint_file(), what="the last checkpoint")
+        if not eval_only:  # evaluation reads only the weights
+            check_resume_state(cfg, last.get_checkpoint_file(), world_size)
     elif cfg.MODEL.WEIGHTS:
         scope = None if eval_only else pretrained_scope
         check_weights_fit(model, cfg.MODEL.WEIGHTS, scope=scope)
+        if not eval_only:
+            check_config_conventions(cfg)  # RGB or BGR, pixel statistics, stride
     elif eval_only:
         raise ConfigError(
             "--eval-only with MODEL.WEIGHTS empty would evaluate random weights; expected "

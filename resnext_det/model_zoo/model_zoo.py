@@ -51,9 +51,9 @@ def get_config_file(name: str) -> str:
             f"{name!r} is not a shipped config; expected one of {len(known)} such as "
             f"{', '.join(known[:4])} (resnext_det.model_zoo.list_configs() gives all)"
         )
-    path = (CONFIGS_ROOT / name).resolve()
-    if not path.is_relative_to(CONFIGS_ROOT.resolve()):  # a link out of the tree
-        raise MissingFileError(f"{name!r} leads out of the shipped configs to {path}")
+    path = CONFIGS_ROOT / name
+    if not path.resolve().is_relative_to(CONFIGS_ROOT.resolve()):  # a link out of the tree
+        raise MissingFileError(f"{name!r} leads out of the shipped configs to {path.resolve()}")
     return str(path)
 
 
