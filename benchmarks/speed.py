@@ -42,11 +42,12 @@ from resnext_det.analysis.machine import cpu_isa, machine_description  # noqa: E
 from resnext_det.engine import build_config  # noqa: E402
 from resnext_det.modeling import (  # noqa: E402
     ResNeXtSpec,
+    SparseROIAlign,
     build_resnext,
     build_resnext_classifier,
     convert_block_form,
+    fuse_frozen_batchnorm,
 )
-from resnext_det.modeling.roi_align import SparseROIAlign, apply_sparse_roi_align  # noqa: E402
 
 X50, R50 = (32, 4), (1, 64)
 MODELS = (("R50", R50), ("X50", X50))
@@ -167,6 +168,7 @@ def bench_backbone_vs_detectron2(report: Report, repeats: int) -> None:
         theirs = _frozen_bn_statistics(detectron2_backbone(*X50, FEATURES)).eval()
         mine = ours(X50)
         mine.load_state_dict(theirs.state_dict())
+        mine = fuse_frozen_batchnorm(mine)  # as the predictor and export run it
         x = torch.randn(batch, 3, height, width)
         reps = _repeats_at(height, repeats)
         times = interleaved({"detectron2": inference(theirs, x), "ours": inference(mine, x)}, reps)
@@ -183,7 +185,8 @@ def bench_backbone_vs_detectron2(report: Report, repeats: int) -> None:
     report.table(
         "Our ResNeXt-50 32x4d backbone against Detectron2's built-in one",
         "Same shape, same weights; FrozenBN and FREEZE_AT 2 as in detection; res2-res5 "
-        "outputs. Ours with its defaults (FOLD_FROZEN_BN True, MEMORY_FORMAT auto).",
+        "outputs. Ours with its default layout rule (MEMORY_FORMAT auto); in inference, "
+        "frozen norms fused (fuse_frozen_batchnorm), as the predictor and export run it.",
         rows,
     )
 
@@ -195,7 +198,8 @@ def bench_x50_vs_r50(report: Report, repeats: int) -> None:
         reps = _repeats_at(height, repeats)
         cases = {}
         for name, template in (("R50", R50), ("X50", X50)):
-            cases[name] = inference(_frozen_bn_statistics(ours(template)), x)
+            model = fuse_frozen_batchnorm(_frozen_bn_statistics(ours(template)))
+            cases[name] = inference(model, x)
         rows.append(
             (
                 f"backbone inference, batch {batch} at {height}x{width}",
@@ -224,7 +228,8 @@ def bench_x50_vs_r50(report: Report, repeats: int) -> None:
     )
     report.table(
         "Our ResNeXt-50 32x4d against our ResNet-50",
-        "FLOP ratio 4.23 / 4.09 = 1.035 (multiply-adds, 224 px). Both with the same defaults.",
+        "FLOP ratio 4.23 / 4.09 = 1.035 (multiply-adds, 224 px). Both with the same defaults "
+        "(inference fused).",
         rows,
     )
 
@@ -248,21 +253,21 @@ def bench_block_forms(report: Report, repeats: int) -> None:
     )
 
 
-def bench_memory_format_and_folding(report: Report, repeats: int) -> None:
+def bench_memory_format_and_fusing(report: Report, repeats: int) -> None:
     rows = []
     for batch, height, width in INFERENCE_SIZES:
         x = torch.randn(batch, 3, height, width)
         reps = _repeats_at(height, repeats)
-        base = _frozen_bn_statistics(ours(X50, fold_frozen_bn=False, memory_format="contiguous"))
+        base = _frozen_bn_statistics(ours(X50, memory_format="contiguous"))
         cases = {"contiguous": inference(base, x)}
-        for name, options in {
-            "channels_last": {"fold_frozen_bn": False, "memory_format": "channels_last"},
-            "folded": {"fold_frozen_bn": True, "memory_format": "contiguous"},
-            "folded+auto": {"fold_frozen_bn": True, "memory_format": "auto"},
+        for name, (memory_format, fused) in {
+            "channels_last": ("channels_last", False),
+            "fused": ("contiguous", True),
+            "fused+auto": ("auto", True),
         }.items():
-            model = ours(X50, **options)
+            model = ours(X50, memory_format=memory_format)
             model.load_state_dict(base.state_dict())
-            cases[name] = inference(model, x)
+            cases[name] = inference(fuse_frozen_batchnorm(model) if fused else model, x)
         rows.append(
             (
                 f"inference, batch {batch} at {height}x{width}",
@@ -272,15 +277,12 @@ def bench_memory_format_and_folding(report: Report, repeats: int) -> None:
         )
     x = torch.randn(8, 3, 224, 224)
     cases = {}
-    for name, memory_format in (
-        ("contiguous", torch.contiguous_format),
-        ("channels_last", torch.channels_last),
-    ):
-        classifier = build_resnext_classifier(ResNeXtSpec(50, *X50, norm="BN"))
-        classifier.to(memory_format=memory_format)
-        inputs = x.contiguous(memory_format=memory_format)
-        cases[name] = training_step(
-            classifier, inputs, lambda out: out["linear"].logsumexp(1).mean()
+    for memory_format in ("contiguous", "auto"):
+        classifier = build_resnext_classifier(
+            ResNeXtSpec(50, *X50, norm="BN"), memory_format=memory_format
+        )
+        cases[memory_format] = training_step(
+            classifier, x, lambda out: out["linear"].logsumexp(1).mean()
         )
     rows.append(
         (
@@ -290,9 +292,10 @@ def bench_memory_format_and_folding(report: Report, repeats: int) -> None:
         )
     )
     report.table(
-        "Memory format and frozen-BN folding, our ResNeXt-50 32x4d",
-        "Backbone with FrozenBN; 'auto' runs each conv in channels_last when its map is "
-        "14 x 14 pixels or more, contiguous otherwise.",
+        "Memory format and frozen-BN fusing, our ResNeXt-50 32x4d",
+        "Backbone with FrozenBN; 'auto' gives each stage its input in channels_last when the "
+        "map is 14 x 14 pixels or more, contiguous otherwise; 'fused' is the inference copy "
+        "of fuse_frozen_batchnorm.",
         rows,
     )
 
@@ -310,9 +313,7 @@ def _detector(config: str, template, d2_builtin: bool):
         resnets.STRIDE_IN_1X1 = False
         resnets.OUT_FEATURES = FEATURES if fpn else ["res4"]
         return build_model(cfg).eval()
-    model = build_model(cfg).eval()
-    apply_sparse_roi_align(model, cfg)  # as our trainer and predictor build it
-    return model
+    return build_model(cfg).eval()  # the sparse RoIAlign, as the config asks
 
 
 def bench_detectors(report: Report, repeats: int) -> None:
@@ -326,8 +327,9 @@ def bench_detectors(report: Report, repeats: int) -> None:
         mine = _frozen_bn_statistics(_detector(config, X50, d2_builtin=False))
         theirs = _detector(config, X50, d2_builtin=True)
         theirs.load_state_dict(mine.state_dict())  # same weights: same proposals, same work
+        fused = fuse_frozen_batchnorm(mine)  # as the predictor runs it
         times = interleaved(
-            {"detectron2": inference(theirs, inputs), "ours": inference(mine, inputs)},
+            {"detectron2": inference(theirs, inputs), "ours": inference(fused, inputs)},
             max(3, repeats // 3),
         )
         rows.append(
@@ -346,8 +348,9 @@ def bench_detectors(report: Report, repeats: int) -> None:
         "Whole detectors: ours against Detectron2's built-in ResNeXt-50 32x4d",
         "Same weights (so the same ~1000 proposals reach the RoI head in inference); training "
         "steps with FrozenBN and FREEZE_AT 2, as the configs train, and 128 sampled RoIs. Ours "
-        "as our trainer and predictor build it: its backbone and, on the CPU, RoIAlign as "
-        "sparse products (the RoIAlign table).",
+        "as build_model builds it from the shipped config: its backbone and, on the CPU, "
+        "RoIAlign as sparse products (the RoIAlign table); in inference, fused as the "
+        "predictor runs it.",
         rows,
     )
 
@@ -414,9 +417,9 @@ def bench_roi_align(report: Report, repeats: int) -> None:
         rows.append((f"forward + backward, {setting}", interleaved(cases, repeats), "torchvision"))
     report.table(
         "RoIAlign on the CPU: sparse products against torchvision's kernel",
-        "MODEL.RESNEXT.SPARSE_ROI_ALIGN (default True in the models our trainer and "
-        "predictor build); channels_last maps, as MEMORY_FORMAT auto gives the FPN; same "
-        "values (tests/test_sparse_roi_align.py).",
+        "MODEL.RESNEXT.SPARSE_ROI_ALIGN (True in the shipped detection configs); "
+        "channels_last maps, as MEMORY_FORMAT auto gives the FPN; same values "
+        "(tests/test_sparse_roi_align.py).",
         rows,
     )
 
@@ -561,7 +564,7 @@ BENCHMARKS = {
     "backbone": bench_backbone_vs_detectron2,
     "x50_r50": bench_x50_vs_r50,
     "forms": bench_block_forms,
-    "memory": bench_memory_format_and_folding,
+    "memory": bench_memory_format_and_fusing,
     "detector": bench_detectors,
     "roi_align": bench_roi_align,
     "coco_eval": bench_coco_eval,
