@@ -253,7 +253,7 @@ def test_the_launcher_checks_the_run_before_it_starts_workers(image_folder, tmp_
         "tools/pretrain_imagenet.py", "--eval-only", "--config-file", X50, *TINY,
         "DATA.ROOT", image_folder, "OUTPUT_DIR", out,
     )  # fmt: skip
-    assert_one_line_error(run, r"--eval-only with MODEL\.WEIGHTS empty would evaluate random")
+    assert_one_line_error(run, r"MODEL\.WEIGHTS is empty, so --eval-only would evaluate random")
     # Under torchrun, whose processes are the workers, the launch flags are torchrun's.
     run = run_cli(
         "tools/pretrain_imagenet.py", "--num-gpus", "2", "--config-file", X50, *TINY,

@@ -112,10 +112,14 @@ def test_lazyconfig_refuses_frozen_layers_from_random_weights(demo_root, tmp_pat
 
 def test_lazyconfig_takes_your_coco_json(demo_root, tmp_path):
     data = demo_root / "demo_trees"
-    coco = ["--coco-dataset", "mine", str(data / "annotations" / "instances_train.json"),
-            str(data / "train")]  # fmt: skip
+    coco = [
+        "--coco-dataset", "mine", str(data / "annotations" / "instances_train.json"),
+        str(data / "train"),
+        "--coco-dataset", "mine_val", str(data / "annotations" / "instances_val.json"),
+        str(data / "val"),
+    ]  # fmt: skip
     run = subprocess.run(
-        _lazy("dataloader.train.dataset.names=mine", "dataloader.test.dataset.names=mine",
+        _lazy("dataloader.train.dataset.names=mine", "dataloader.test.dataset.names=mine_val",
               out=tmp_path / "run", flags=coco),
         cwd=REPO, env={**os.environ, "DETECTRON2_DATASETS": str(tmp_path / "nothing_here")},
         capture_output=True, text=True,

@@ -56,7 +56,7 @@ CASES = {
     ),
     "eval without weights": (
         "tools/train_net.py", ["--config-file", DEMO, "--eval-only", *TINY_DEMO_OPTS],
-        r"--eval-only with MODEL\.WEIGHTS empty would evaluate random weights",
+        r"MODEL\.WEIGHTS is empty, so --eval-only would evaluate random weights",
     ),
     "appendix b rpn config": (
         "tools/train_appendix_b.py",

@@ -31,7 +31,7 @@ from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
 
 from resnext_det.checkpoint import SafeDetectionCheckpointer
-from resnext_det.checkpoint.fit import check_weights_fit
+from resnext_det.checkpoint.fit import starting_weights
 from resnext_det.deploy import (
     EXPORT_FORMATS,
     EXPORT_METHODS,
@@ -42,7 +42,6 @@ from resnext_det.deploy import (
 from resnext_det.engine import build_config, register_all
 from resnext_det.utils.atomic_io import check_output_dir
 from resnext_det.utils.cli import run_tool
-from resnext_det.utils.errors import ConfigError
 
 
 def main() -> int:
@@ -61,14 +60,11 @@ def main() -> int:
     register_all()
     cfg = build_config(args.config_file, ["MODEL.DEVICE", "cpu", *args.opts])
     check_output_dir(args.output, "--output")
-    if not cfg.MODEL.WEIGHTS:
-        raise ConfigError(
-            "MODEL.WEIGHTS is empty, so the export would hold random weights; expected "
-            "MODEL.WEIGHTS path/to/model_final.pth"
-        )
     model = build_model(cfg).eval()
-    check_weights_fit(model, cfg.MODEL.WEIGHTS)
-    SafeDetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    weights = starting_weights(
+        model, None, cfg.MODEL.WEIGHTS, whole_model=True, use="the export would hold"
+    )
+    SafeDetectionCheckpointer(model).load(weights)
     images = sample_images(cfg, args.sample_image)
 
     exported = export_model(model, images[0], args.output, args.format, args.export_method)

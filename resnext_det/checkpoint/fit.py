@@ -14,10 +14,10 @@ from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 from torch import nn
 
 from ..modeling import FEATURE_NAMES
-from ..utils.errors import WeightsError
+from ..utils.errors import ConfigError, WeightsError
 from .checkpointer import SafeDetectionCheckpointer, read_checkpoint
 
-__all__ = ["check_weights_fit", "pretrained_scope"]
+__all__ = ["check_weights_fit", "pretrained_scope", "starting_weights"]
 
 # Buffers Detectron2 builds from the config, not from weights.
 _CONFIG_BUFFERS = ("pixel_mean", "pixel_std", "cell_anchors")
@@ -99,3 +99,55 @@ def check_weights_fit(
             "(depth, template, widths)"
         )
     return len(wanted)
+
+
+def starting_weights(
+    model: nn.Module,
+    output_dir: Optional[str],
+    weights: str,
+    *,
+    resume: bool = False,
+    whole_model: bool = False,
+    trunk: Callable[[str], bool] = pretrained_scope,
+    key: str = "MODEL.WEIGHTS",
+    use: str = "--eval-only would evaluate",
+) -> Optional[str]:
+    """The file a run starts from, checked to fit ``model`` before anything is loaded.
+
+    Every tool decides its start so, up front and again where it loads: the last
+    checkpoint of ``output_dir`` (with ``resume``, where there is one), which must fit
+    entirely; else ``weights`` (a file or a name), which must provide the ``trunk`` (for
+    training: an ImageNet file has no heads) or, with ``whole_model``, everything.
+
+    Args:
+        model: the model to start.
+        output_dir: where a run keeps its checkpoints (None: no resume).
+        weights: the initial weights (``MODEL.WEIGHTS``, ``train.init_checkpoint``).
+        resume: continue from the last checkpoint of ``output_dir`` if there is one.
+        whole_model: the weights must provide every tensor (to evaluate or predict).
+        trunk: the tensors initial weights must provide for training.
+        key: how errors name ``weights``.
+        use: what would run on random weights, for the error (``"the detector would
+            predict with"``).
+
+    Returns:
+        The file to load, or None to start from the initialization.
+
+    Raises:
+        WeightsError: the file does not fit, or cannot be read safely.
+        ConfigError: ``whole_model`` without weights (it would use random ones).
+    """
+    if resume and output_dir:
+        last = SafeDetectionCheckpointer(model, output_dir, save_to_disk=False)
+        if last.has_checkpoint():
+            path = last.get_checkpoint_file()
+            check_weights_fit(model, path, what="the last checkpoint")
+            return path
+    if weights:
+        check_weights_fit(model, weights, scope=None if whole_model else trunk, what=key)
+        return weights
+    if whole_model:
+        raise ConfigError(
+            f"{key} is empty, so {use} random weights; expected {key} path/to/model_final.pth"
+        )
+    return None

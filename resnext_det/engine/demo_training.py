@@ -17,9 +17,9 @@ from ..data.sanitize import load_registered
 from ..model_zoo import get_config_file
 from ..utils.paths import datasets_root
 from ..utils.run_guard import exclusive_output_dir
+from .predictor import predict_images
 from .trainer import Trainer, build_config, register_all
 from .validate import check_detection_run
-from .predictor import predict_images
 
 __all__ = ["DEMO_CONFIG", "DemoResult", "TrainingTimeEstimate", "train_demo"]
 

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..checkpoint import SafeDetectionCheckpointer
 from ..checkpoint.conventions import check_lazy_config_conventions
-from ..checkpoint.fit import check_weights_fit, pretrained_scope
+from ..checkpoint.fit import starting_weights
 from ..data.sanitize import check_image_files, check_same_classes, load_registered
 from ..training.loop import TrainingLoop, distributed_model, step_trainer
 from ..utils.errors import ConfigError, DataError
@@ -118,27 +118,29 @@ def check_lazy_run(cfg: DictConfig, *, eval_only: bool = False, resume: bool = F
             )
 
     model = instantiate(cfg.model)  # on the CPU: the check needs the shapes only
-    checkpointer = SafeDetectionCheckpointer(model, cfg.train.output_dir)
-    init = cfg.train.init_checkpoint
-    if resume and checkpointer.has_checkpoint():
-        check_weights_fit(model, checkpointer.get_checkpoint_file(), what="the last checkpoint")
-    elif init:
-        scope = None if eval_only else pretrained_scope
-        check_weights_fit(model, init, scope=scope, what="train.init_checkpoint")
-        if not eval_only:
-            check_lazy_config_conventions(cfg)  # RGB or BGR, pixel statistics, stride
-    elif eval_only:
-        raise ConfigError(
-            "--eval-only with train.init_checkpoint empty would evaluate random weights; "
-            "expected train.init_checkpoint=path/to/model_final.pth"
-        )
-    elif frozen := _frozen_parameters(model):
+    start = _starting_weights(model, cfg, resume, eval_only)
+    if start == cfg.train.init_checkpoint and not eval_only:
+        check_lazy_config_conventions(cfg)  # RGB or BGR, pixel statistics, stride
+    elif start is None and (frozen := _frozen_parameters(model)):
         raise ConfigError(
             "train.init_checkpoint is empty, so the model starts from random weights, but "
             f"{len(frozen)} of its parameters and norms are frozen (e.g. {frozen[0]}) and would "
             "stay random; expected ImageNet weights in train.init_checkpoint (the configs name "
             "them), or, to train from scratch, freeze_at=0 with trainable norms (GN or BN)"
         )
+
+
+def _starting_weights(
+    model: nn.Module, cfg: DictConfig, resume: bool, whole_model: bool
+) -> Optional[str]:
+    return starting_weights(
+        model,
+        cfg.train.output_dir,
+        cfg.train.init_checkpoint,
+        resume=resume,
+        whole_model=whole_model,
+        key="train.init_checkpoint",
+    )
 
 
 def do_test(cfg: Any, model: nn.Module) -> Optional[dict]:
@@ -188,9 +190,12 @@ class LazyTrainer(TrainingLoop):
 
     def resume_or_load(self, resume: bool = True) -> None:
         """Continue from the last checkpoint (if ``resume`` and one exists), else start from
-        ``train.init_checkpoint``; checked before the run by :func:`check_lazy_run`."""
-        self.checkpointer.resume_or_load(self.cfg.train.init_checkpoint, resume=resume)
-        if resume and self.checkpointer.has_checkpoint():
+        ``train.init_checkpoint``, each checked to fit (:func:`starting_weights`)."""
+        start = _starting_weights(self.model, self.cfg, resume, whole_model=False)
+        resuming = resume and self.checkpointer.has_checkpoint()
+        if start is not None:
+            self.checkpointer.load(start, checkpointables=None if resuming else [])
+        if resuming:
             self.start_iter = self.iter + 1  # a checkpoint stores the iteration just finished
 
     def train(self) -> None:

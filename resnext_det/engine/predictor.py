@@ -2,7 +2,7 @@
 
 What goes wrong: ``MODEL.WEIGHTS`` empty, or weights that do not cover the whole detector
 (another network, a trunk only), would predict with random weights and say nothing: they
-are refused before any image is read (:func:`~resnext_det.checkpoint.fit.check_weights_fit`,
+are refused before any image is read (:func:`~resnext_det.checkpoint.fit.starting_weights`,
 which also refuses corrupt, crafted and non-finite files). An image that cannot be read is
 skipped, the others are still predicted and written, and the run ends naming the skipped
 ones (:attr:`Predictions.skipped`).
@@ -28,7 +28,7 @@ from detectron2.utils.visualizer import Visualizer
 from PIL import Image
 
 from ..checkpoint import SafeDetectionCheckpointer
-from ..checkpoint.fit import check_weights_fit
+from ..checkpoint.fit import starting_weights
 from ..data.images import read_image_checked
 from ..modeling import fuse_frozen_batchnorm
 from ..utils.atomic_io import (
@@ -67,16 +67,13 @@ class Predictor:
     """
 
     def __init__(self, cfg: CfgNode):
-        if not cfg.MODEL.WEIGHTS:
-            raise ConfigError(
-                "MODEL.WEIGHTS is empty, so the detector would predict with random weights; "
-                "expected MODEL.WEIGHTS path/to/model_final.pth"
-            )
         self.cfg = cfg.clone()
         model = build_model(self.cfg).eval()
         # Detectron2 would load what fits and leave the rest random, with a log line only.
-        check_weights_fit(model, cfg.MODEL.WEIGHTS)
-        SafeDetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        weights = starting_weights(
+            model, None, cfg.MODEL.WEIGHTS, whole_model=True, use="the detector would predict with"
+        )
+        SafeDetectionCheckpointer(model).load(weights)
         # The predictor's own model, for inference only: its frozen norms fold into the
         # convs (the same function, one pass less per norm).
         self.model = fuse_frozen_batchnorm(model, inplace=True)

@@ -19,7 +19,7 @@ from detectron2.modeling import build_backbone, build_model
 from ..checkpoint import SafeDetectionCheckpointer
 from ..checkpoint.checkpointer import read_checkpoint
 from ..checkpoint.conventions import check_config_conventions
-from ..checkpoint.fit import check_weights_fit, pretrained_scope
+from ..checkpoint.fit import starting_weights
 from ..data.sanitize import check_dataset_jsons, check_image_files, check_same_classes
 from ..modeling import ResNeXtRes5ROIHeads, ResNeXtSpec
 from ..training.batch import check_batch_split
@@ -411,18 +411,12 @@ def check_detection_run(
     cfg.MODEL.DEVICE = "cpu"  # the check needs the shapes only
     check_head_inputs(cfg)
     model = build_model(cfg)
-    last = SafeDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
-    if resume and last.has_checkpoint():
-        check_weights_fit(model, last.get_checkpoint_file(), what="the last checkpoint")
-        if not eval_only:  # evaluation reads only the weights
-            check_resume_state(cfg, last.get_checkpoint_file(), world_size)
-    elif cfg.MODEL.WEIGHTS:
-        scope = None if eval_only else pretrained_scope
-        check_weights_fit(model, cfg.MODEL.WEIGHTS, scope=scope)
-        if not eval_only:
-            check_config_conventions(cfg)  # RGB or BGR, pixel statistics, stride
-    elif eval_only:
-        raise ConfigError(
-            "--eval-only with MODEL.WEIGHTS empty would evaluate random weights; expected "
-            "MODEL.WEIGHTS path/to/model_final.pth"
-        )
+    start = starting_weights(
+        model, cfg.OUTPUT_DIR, cfg.MODEL.WEIGHTS, resume=resume, whole_model=eval_only
+    )
+    if eval_only or start is None:
+        return
+    if resume and SafeDetectionCheckpointer(model, cfg.OUTPUT_DIR).has_checkpoint():
+        check_resume_state(cfg, start, world_size)
+    else:
+        check_config_conventions(cfg)  # RGB or BGR, pixel statistics, stride

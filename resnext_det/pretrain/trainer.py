@@ -38,7 +38,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..checkpoint import SafeDetectionCheckpointer
-from ..checkpoint.fit import check_weights_fit
+from ..checkpoint.fit import starting_weights
 from ..modeling import ResNeXtSpec, build_cifar_resnext, build_resnext_classifier
 from ..training.loop import TrainingLoop, distributed_model, step_trainer
 from ..training.schedule import describe_schedule
@@ -202,30 +202,17 @@ def _checked_data(cfg: CfgNode) -> ClassificationData:
 
 
 def _start_file(model: nn.Module, cfg: CfgNode, resume: bool, whole_model: bool) -> Optional[str]:
-    """The file a run starts from, checked to fit ``model`` (:func:`check_weights_fit`):
-    the last checkpoint of ``OUTPUT_DIR`` (with ``resume``, where there is one) entirely,
+    """The file a run starts from (:func:`starting_weights`): the last checkpoint entirely,
     else ``MODEL.WEIGHTS`` in its trunk (an fc of another size may start afresh), or
-    entirely with ``whole_model`` (to evaluate it); None to start from the initialization.
-
-    Raises:
-        WeightsError: the file does not fit, or cannot be read.
-        ConfigError: ``whole_model`` without a file (it would score random weights).
-    """
-    checkpoints = SafeDetectionCheckpointer(model, cfg.OUTPUT_DIR, save_to_disk=False)
-    if resume and checkpoints.has_checkpoint():
-        path = checkpoints.get_checkpoint_file()
-        check_weights_fit(model, path, what="the last checkpoint")
-        return path
-    if cfg.MODEL.WEIGHTS:
-        trunk = None if whole_model else (lambda key: not key.startswith("linear."))
-        check_weights_fit(model, cfg.MODEL.WEIGHTS, scope=trunk)
-        return cfg.MODEL.WEIGHTS
-    if whole_model:
-        raise ConfigError(
-            "--eval-only with MODEL.WEIGHTS empty would evaluate random weights; expected "
-            "MODEL.WEIGHTS path/to/model_final.pth (or --resume with a checkpoint in OUTPUT_DIR)"
-        )
-    return None
+    entirely with ``whole_model`` (to evaluate it); None to start from the initialization."""
+    return starting_weights(
+        model,
+        cfg.OUTPUT_DIR,
+        cfg.MODEL.WEIGHTS,
+        resume=resume,
+        whole_model=whole_model,
+        trunk=lambda key: not key.startswith("linear."),
+    )
 
 
 def check_pretrain_run(cfg: CfgNode, world_size: int, eval_only: bool, resume: bool) -> None:
