@@ -31,6 +31,18 @@ def model_zoo_configs() -> list[str]:
     ]
 
 
+def console_scripts() -> list[str]:
+    """``resnext-<name>`` for each command module (tools/ and datasets/ are thin copies)."""
+    folder = path.join(HERE, "resnext_det", "reproduction", "commands")
+    names = sorted(
+        path.basename(p)[:-3] for p in glob.glob(path.join(folder, "*.py")) if "__" not in p
+    )
+    return [
+        f"resnext-{name.replace('_', '-')}=resnext_det.reproduction.commands.{name}:cli"
+        for name in names
+    ]
+
+
 setup(
     name="resnext-det",
     version="0.1.0",
@@ -40,4 +52,5 @@ setup(
     python_requires=">=3.9",
     # Detectron2 is installed by scripts/setup_env.sh or from its own repository.
     install_requires=["torch", "torchvision", "fvcore", "pycocotools"],
+    entry_points={"console_scripts": console_scripts()},
 )

@@ -1,6 +1,6 @@
 """ResNeXt-50 (32x4d) Faster R-CNN with FPN, as LazyConfig: twin of faster_rcnn_X50_32x4d_FPN.yaml.
 
-    python tools/lazyconfig_train_net.py --config-file configs/faster_rcnn_X50_32x4d_FPN.py
+python tools/lazyconfig_train_net.py --config-file configs/faster_rcnn_X50_32x4d_FPN.py
 """
 
 from .common.coco_training import dataloader, lr_multiplier, optimizer, train

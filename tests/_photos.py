@@ -7,7 +7,7 @@ import matplotlib
 import numpy as np
 from PIL import Image
 
-from resnext_det.data.demo_trees import deepforest_data_dir
+from resnext_det.reproduction.data.demo_trees import deepforest_data_dir
 
 # One class per photo: aerial tree crowns of two sites, and a portrait.
 PHOTOS = {

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from resnext_det import register_resnext_backbone
-from resnext_det.data import prepare_demo_dataset
-from resnext_det.engine import register_all
+from resnext_det.reproduction.data import prepare_demo_dataset
+from resnext_det.reproduction.engine import register_all
 
 # The suite runs as one pytest-xdist worker per core (pyproject.toml): each worker, and every
 # tool it starts, computes on one thread, so that two workers share two cores without

@@ -6,16 +6,16 @@ import sys
 
 import pytest
 
-from resnext_det.analysis import (
+from resnext_det.modeling import ResNeXtSpec
+from resnext_det.reproduction.analysis import (
     backbone_complexity,
     cifar_complexity,
     classifier_complexity,
     detector_complexity,
     template_complexity,
 )
-from resnext_det.analysis.tables import Table, render_markdown
-from resnext_det.engine import build_config
-from resnext_det.modeling import ResNeXtSpec
+from resnext_det.reproduction.analysis.tables import Table, render_markdown
+from resnext_det.reproduction.engine import build_config
 
 from ._paths import CONFIGS, REPO
 from ._tools import run_cli

@@ -10,9 +10,9 @@ import sys
 import pytest
 from detectron2.data import DatasetCatalog
 
-from resnext_det.data import load_proposal_file
-from resnext_det.engine import build_config, schedule_summary
-from resnext_det.engine.appendix_b import STAGES, AppendixB
+from resnext_det.reproduction.data import load_proposal_file
+from resnext_det.reproduction.engine import build_config, schedule_summary
+from resnext_det.reproduction.engine.appendix_b import STAGES, AppendixB
 from resnext_det.utils.errors import ConfigError
 
 from ._paths import CONFIGS, REPO, TINY_DEMO_OPTS

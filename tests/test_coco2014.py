@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from resnext_det.data import check_coco, find_coco_layout, register_coco2014_splits
+from resnext_det.reproduction.data import check_coco, find_coco_layout, register_coco2014_splits
 
 from ._tools import run_cli
 

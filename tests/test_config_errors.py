@@ -5,9 +5,9 @@ from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
 from resnext_det import add_resnext_config
-from resnext_det.engine import build_config, check_can_train
-from resnext_det.engine.validate import check_head_inputs
 from resnext_det.modeling import ResNeXtSpec
+from resnext_det.reproduction.engine import build_config, check_can_train
+from resnext_det.reproduction.engine.validate import check_head_inputs
 
 from ._paths import CONFIGS
 

@@ -3,9 +3,9 @@
 import pytest
 from detectron2.modeling import build_model
 
-from resnext_det.engine import build_config
 from resnext_det.modeling import ResNeXtSpec
-from resnext_det.pretrain import build_classifier, build_pretrain_config
+from resnext_det.reproduction.engine import build_config
+from resnext_det.reproduction.pretrain import build_classifier, build_pretrain_config
 
 from ._paths import CONFIGS
 

@@ -27,8 +27,8 @@ from resnext_det.checkpoint import (
     read_weight_file,
     write_detectron2_weights,
 )
-from resnext_det.engine import build_config
-from resnext_det.pretrain import Pretrainer, build_pretrain_config
+from resnext_det.reproduction.engine import build_config
+from resnext_det.reproduction.pretrain import Pretrainer, build_pretrain_config
 
 from ._paths import CONFIGS, REPO
 from ._photos import make_image_folder

@@ -12,7 +12,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 from detectron2.structures import BoxMode
 
-from resnext_det.data.sanitize import check_image_files, sanitize_annotations
+from resnext_det.reproduction.data.sanitize import check_image_files, sanitize_annotations
 from resnext_det.utils.errors import DataError
 
 from ._paths import DEMO_CONFIG, REPO, TINY_DEMO_OPTS

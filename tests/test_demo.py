@@ -6,7 +6,7 @@ import time
 
 from PIL import Image
 
-from resnext_det.engine.demo_training import train_demo
+from resnext_det.reproduction.engine.demo_training import train_demo
 
 from ._paths import TINY_DEMO_OPTS
 
@@ -28,7 +28,7 @@ def test_demo_pipeline_yields_coco_ap(demo_root, tmp_path):
 def test_demo_says_how_long_training_will_take_from_its_first_steps(capsys):
     from detectron2.engine import TrainerBase
 
-    from resnext_det.engine.demo_training import TrainingTimeEstimate
+    from resnext_det.reproduction.engine.demo_training import TrainingTimeEstimate
 
     class Steps(TrainerBase):
         def run_step(self):

@@ -7,8 +7,13 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image
 from pycocotools.coco import COCO
 
-from resnext_det.data import TilingSettings, demo_dataset_dir, is_prepared, prepare_demo_dataset
-from resnext_det.data.demo_trees import (
+from resnext_det.reproduction.data import (
+    TilingSettings,
+    demo_dataset_dir,
+    is_prepared,
+    prepare_demo_dataset,
+)
+from resnext_det.reproduction.data.demo_trees import (
     SOURCE_PHOTOS,
     deepforest_data_dir,
     read_voc_boxes,

@@ -175,7 +175,7 @@ USER_PROJECT = """
     assert resnext_det.__file__.startswith(sys.argv[1]), resnext_det.__file__
     from detectron2.data.datasets import register_coco_instances
     from resnext_det import model_zoo
-    from resnext_det.engine import Trainer
+    from resnext_det.reproduction.engine import Trainer
 
     register_coco_instances("my_train", {}, sys.argv[2], sys.argv[3])
     register_coco_instances("my_val", {}, sys.argv[4], sys.argv[5])
@@ -206,6 +206,11 @@ def test_pip_install_outside_the_checkout_loads_builds_trains_and_evaluates(demo
     install = _run([*pip, "install", "--no-deps", "--target", site, wheel], REPO)
     assert install.returncode == 0, install.stderr[-2000:]
     assert (site / "resnext_det" / "model_zoo" / "configs" / "faster_rcnn_X50_32x4d.py").is_file()
+    # The tools come as commands.
+    command = _run(
+        [site / "bin" / "resnext-convert-weights", "--help"], tmp_path, {"PYTHONPATH": str(site)}
+    )
+    assert command.returncode == 0 and "Convert ResNeXt weights" in command.stdout, command.stderr
 
     project = tmp_path / "my_project"
     project.mkdir()

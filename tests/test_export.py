@@ -9,14 +9,14 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
-from resnext_det.deploy import compare_detections, export_model, sample_images
-from resnext_det.engine import build_config
 from resnext_det.modeling import (
     FEATURE_NAMES,
     ResNeXtSpec,
     build_resnext,
     fuse_frozen_batchnorm,
 )
+from resnext_det.reproduction.deploy import compare_detections, export_model, sample_images
+from resnext_det.reproduction.engine import build_config
 
 from ._models import randomize_norms
 from ._paths import DEMO_CONFIG, REPO, TINY_DEMO_OPTS

@@ -13,9 +13,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from resnext_det.engine import build_config
-from resnext_det.engine.validate import check_inputs, check_solver
-from resnext_det.pretrain import build_pretrain_config, check_pretrain_config, scale_to_world_size
+from resnext_det.reproduction.engine import build_config
+from resnext_det.reproduction.engine.validate import check_inputs, check_solver
+from resnext_det.reproduction.pretrain import (
+    build_pretrain_config,
+    check_pretrain_config,
+    scale_to_world_size,
+)
 from resnext_det.utils.errors import ConfigError
 from resnext_det.utils.value_checks import lookup
 

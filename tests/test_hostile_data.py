@@ -33,20 +33,20 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from resnext_det.checkpoint import SafeDetectionCheckpointer
-from resnext_det.data.coco2014 import build_minival_jsons, check_coco
-from resnext_det.data.coco_json import check_coco_json
-from resnext_det.data.images import header_problem, read_image_checked
-from resnext_det.data.sanitize import (
+from resnext_det.reproduction.data.coco2014 import build_minival_jsons, check_coco
+from resnext_det.reproduction.data.coco_json import check_coco_json
+from resnext_det.reproduction.data.images import header_problem, read_image_checked
+from resnext_det.reproduction.data.sanitize import (
     SkippingDatasetMapper,
     check_dataset_jsons,
     check_image_files,
     load_registered,
 )
-from resnext_det.engine import build_config
-from resnext_det.engine.appendix_b import STAGES, AppendixB
-from resnext_det.engine.predictor import predict_images
-from resnext_det.engine.validate import check_class_count, check_datasets
-from resnext_det.pretrain.data import AugmentedDataset, _ImageFolderSplit
+from resnext_det.reproduction.engine import build_config
+from resnext_det.reproduction.engine.appendix_b import STAGES, AppendixB
+from resnext_det.reproduction.engine.predictor import predict_images
+from resnext_det.reproduction.engine.validate import check_class_count, check_datasets
+from resnext_det.reproduction.pretrain.data import AugmentedDataset, _ImageFolderSplit
 from resnext_det.utils.cli import report
 from resnext_det.utils.errors import ConfigError, DataError
 
@@ -179,7 +179,7 @@ def test_repeated_annotation_ids_pass_in_a_minival_json_as_in_detectron2(tmp_pat
     data = _coco(tmp_path)
     _duplicate_annotation_id(data)
     (tmp_path / "instances_minival2014.json").write_text(json.dumps(data))
-    with caplog.at_level(logging.WARNING, logger="resnext_det.data.coco_json"):
+    with caplog.at_level(logging.WARNING, logger="resnext_det.reproduction.data.coco_json"):
         check_coco_json(tmp_path / "instances_minival2014.json")
     assert (
         "annotation id 10 is used 2 times" in caplog.text and "accepted in a minival" in caplog.text
@@ -427,7 +427,7 @@ def test_pretraining_skips_a_bomb_and_a_16_bit_image_in_training_and_names_them_
     split = _ImageFolderSplit(tmp_path)
     index = {Path(p).name: i for i, (p, _) in enumerate(split.samples)}
     train = AugmentedDataset(split, lambda image: np.asarray(image), seed=0)
-    with caplog.at_level(logging.WARNING, logger="resnext_det.pretrain.data"):
+    with caplog.at_level(logging.WARNING, logger="resnext_det.reproduction.pretrain.data"):
         image, _ = train[index["bomb.png"]]
         image, _ = train[index["deep.png"]]
     assert image.dtype == np.uint8 and image.shape[2] == 3
@@ -769,4 +769,4 @@ def _edit_json(path: Path, change) -> None:
 
 @pytest.fixture(autouse=True)
 def _quiet_sanitize_warnings(caplog):
-    caplog.set_level("ERROR", logger="resnext_det.data.sanitize")
+    caplog.set_level("ERROR", logger="resnext_det.reproduction.data.sanitize")

@@ -22,7 +22,6 @@ import pytest
 import torch
 from detectron2.modeling import build_model
 
-from resnext_det.analysis.plots import metrics_figures
 from resnext_det.checkpoint import (
     SafeDetectionCheckpointer,
     check_outputs,
@@ -30,11 +29,12 @@ from resnext_det.checkpoint import (
     read_weight_file,
     write_detectron2_weights,
 )
-from resnext_det.deploy import export_model
-from resnext_det.engine import build_config
-from resnext_det.engine.demo_training import train_demo
-from resnext_det.engine.predictor import predict_images
 from resnext_det.modeling import ResNeXtSpec, build_resnext
+from resnext_det.reproduction.analysis.plots import metrics_figures
+from resnext_det.reproduction.deploy import export_model
+from resnext_det.reproduction.engine import build_config
+from resnext_det.reproduction.engine.demo_training import train_demo
+from resnext_det.reproduction.engine.predictor import predict_images
 from resnext_det.utils.atomic_io import write_atomically
 from resnext_det.utils.errors import OutputError
 from resnext_det.utils.run_guard import exclusive_output_dir

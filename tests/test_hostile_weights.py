@@ -28,12 +28,12 @@ from resnext_det.checkpoint import (
     read_weight_file,
 )
 from resnext_det.checkpoint.fit import check_weights_fit
-from resnext_det.engine import Trainer, build_config
-from resnext_det.engine.lazy_train import do_train
-from resnext_det.engine.predictor import Predictor, predict_images
-from resnext_det.engine.validate import check_detection_run
 from resnext_det.modeling import ResNeXtSpec, build_resnext
-from resnext_det.pretrain import Pretrainer, build_pretrain_config
+from resnext_det.reproduction.engine import Trainer, build_config
+from resnext_det.reproduction.engine.lazy_train import do_train
+from resnext_det.reproduction.engine.predictor import Predictor, predict_images
+from resnext_det.reproduction.engine.validate import check_detection_run
+from resnext_det.reproduction.pretrain import Pretrainer, build_pretrain_config
 from resnext_det.utils.errors import ConfigError, UserError
 
 from ._paths import CONFIGS, DEMO_CONFIG, TINY_DEMO_OPTS

@@ -16,12 +16,12 @@ from detectron2.structures import Boxes, BoxMode, Instances
 from matplotlib.axes import Axes
 from PIL import Image
 
-from resnext_det.analysis import cifar_complexity
-from resnext_det.analysis.plots import complexity_figure, metrics_figures, read_metrics
 from resnext_det.checkpoint import SafeDetectionCheckpointer
-from resnext_det.engine import build_config
-from resnext_det.engine.coco_evaluation import COCOEvaluator, fastest_cocoeval
 from resnext_det.modeling import ResNeXtSpec
+from resnext_det.reproduction.analysis import cifar_complexity
+from resnext_det.reproduction.analysis.plots import complexity_figure, metrics_figures, read_metrics
+from resnext_det.reproduction.engine import build_config
+from resnext_det.reproduction.engine.coco_evaluation import COCOEvaluator, fastest_cocoeval
 
 from ._paths import DEMO_CONFIG, REPO, TINY_DEMO_OPTS
 
@@ -139,7 +139,7 @@ def test_plot_metrics_of_detection_and_pretraining(tmp_path):
 
 def _pretraining_run(folder, *opts):
     """A run folder as tools/pretrain_imagenet.py leaves it: its whole config, its metrics."""
-    from resnext_det.pretrain import get_pretrain_cfg
+    from resnext_det.reproduction.pretrain import get_pretrain_cfg
 
     folder.mkdir()
     cfg = get_pretrain_cfg()

@@ -169,9 +169,9 @@ def test_kill_9_then_resume_pretraining_ends_as_an_uninterrupted_run(tmp_path):
 
 
 def test_kill_9_while_preparing_the_demo_data_then_a_rerun_completes_it(tmp_path):
-    from resnext_det.data import is_prepared, prepare_demo_dataset
+    from resnext_det.reproduction.data import is_prepared, prepare_demo_dataset
 
-    code = "import sys; from resnext_det.data import prepare_demo_dataset; prepare_demo_dataset(sys.argv[1])"
+    code = "import sys; from resnext_det.reproduction.data import prepare_demo_dataset; prepare_demo_dataset(sys.argv[1])"
     run = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=REPO)
     try:
         _wait_for(lambda: any(tmp_path.glob(".demo_trees-*/*/*.png")), run)

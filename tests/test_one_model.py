@@ -14,7 +14,7 @@ from detectron2.modeling import build_model
 from torch import nn
 
 from resnext_det import add_resnext_config
-from resnext_det.engine import Trainer, build_config
+from resnext_det.reproduction.engine import Trainer, build_config
 
 from ._models import randomize_norms
 from ._paths import CONFIGS, DEMO_CONFIG

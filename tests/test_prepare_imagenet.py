@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from resnext_det.pretrain.imagenet import check_imagenet, read_devkit, sort_val_images
+from resnext_det.reproduction.pretrain.imagenet import check_imagenet, read_devkit, sort_val_images
 
 from ._photos import PHOTOS, photo_crops
 from ._tools import run_cli

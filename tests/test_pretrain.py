@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from resnext_det.modeling import ResNeXtSpec, build_cifar_resnext
-from resnext_det.pretrain import (
+from resnext_det.reproduction.pretrain import (
     Pretrainer,
     build_pretrain_config,
     check_pretrain_config,
     get_pretrain_cfg,
     scale_to_world_size,
 )
-from resnext_det.pretrain.data import TrainSampler
-from resnext_det.pretrain.evaluation import topk_wrong
+from resnext_det.reproduction.pretrain.data import TrainSampler
+from resnext_det.reproduction.pretrain.evaluation import topk_wrong
 from resnext_det.utils.errors import ConfigError
 
 from ._paths import CONFIGS, REPO
@@ -374,7 +374,7 @@ def test_defaults_are_the_papers():
 def test_a_corrupt_image_is_skipped_in_training_and_refused_in_evaluation(
     image_folder, tmp_path, caplog
 ):
-    from resnext_det.pretrain.data import AugmentedDataset, build_classification_data
+    from resnext_det.reproduction.pretrain.data import AugmentedDataset, build_classification_data
     from resnext_det.utils.errors import DataError
 
     root = tmp_path / "copy"
@@ -383,7 +383,7 @@ def test_a_corrupt_image_is_skipped_in_training_and_refused_in_evaluation(
     broken.write_bytes(broken.read_bytes()[:300])  # a JPEG cut short
     data = build_classification_data(_cfg(root, tmp_path / "out"))
     train = AugmentedDataset(data.train, data.train_transform, seed=0)
-    with caplog.at_level("WARNING", logger="resnext_det.pretrain.data"):
+    with caplog.at_level("WARNING", logger="resnext_det.reproduction.pretrain.data"):
         images = [train[(0, i)][0] for i in range(len(train))]
     assert len(images) == 36 and all(x.shape == (3, 64, 64) for x in images)
     assert any(broken.name in r.getMessage() for r in caplog.records)

@@ -18,10 +18,10 @@ from detectron2.structures import BoxMode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from resnext_det.data import check_coco, load_proposal_file
-from resnext_det.data.sanitize import load_registered, sanitize_annotations
-from resnext_det.engine import build_config
 from resnext_det.modeling import ResNeXtSpec, build_resnext
+from resnext_det.reproduction.data import check_coco, load_proposal_file
+from resnext_det.reproduction.data.sanitize import load_registered, sanitize_annotations
+from resnext_det.reproduction.engine import build_config
 from resnext_det.utils.errors import ConfigError, DataError, UserError
 
 from ._paths import CONFIGS
@@ -238,4 +238,4 @@ def test_any_proposal_file_loads_or_is_a_data_error(tmp_path_factory, data):
 
 @pytest.fixture(autouse=True)
 def _quiet_sanitize_warnings(caplog):
-    caplog.set_level("ERROR", logger="resnext_det.data.sanitize")
+    caplog.set_level("ERROR", logger="resnext_det.reproduction.data.sanitize")

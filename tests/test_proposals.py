@@ -8,7 +8,7 @@ import pytest
 from detectron2.data import load_proposals_into_dataset
 
 from resnext_det.checkpoint import UnsafePickleError
-from resnext_det.data import (
+from resnext_det.reproduction.data import (
     attach_proposals,
     load_proposal_file,
     missing_image_ids,

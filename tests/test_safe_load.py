@@ -64,8 +64,8 @@ def test_torch_checkpoint_loads_with_weights_only(tmp_path):
 def test_a_config_naming_python_objects_is_refused_and_does_not_run(tmp_path):
     """Detectron2 loads yaml unsafely by default; a config file could run code."""
     from resnext_det.config import merge_config
-    from resnext_det.engine import build_config
-    from resnext_det.pretrain import get_pretrain_cfg
+    from resnext_det.reproduction.engine import build_config
+    from resnext_det.reproduction.pretrain import get_pretrain_cfg
     from resnext_det.utils.errors import ConfigError
 
     marker = tmp_path / "pwned"
@@ -79,7 +79,7 @@ def test_a_config_naming_python_objects_is_refused_and_does_not_run(tmp_path):
 
 
 def test_a_crafted_cifar_batch_is_refused_and_does_not_run(tmp_path):
-    from resnext_det.pretrain.data import CifarDataset
+    from resnext_det.reproduction.pretrain.data import CifarDataset
 
     marker = tmp_path / "pwned"
     folder = tmp_path / "cifar-10-batches-py"

@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torchvision.ops import roi_align
 
-from resnext_det.engine import build_config
-from resnext_det.engine.demo_training import DEMO_CONFIG
-from resnext_det.engine.predictor import Predictor
 from resnext_det.modeling import SparseROIAlign, SparseROIPooler
 from resnext_det.modeling.roi_align import roi_align_matrix
+from resnext_det.reproduction.engine import build_config
+from resnext_det.reproduction.engine.demo_training import DEMO_CONFIG
+from resnext_det.reproduction.engine.predictor import Predictor
 
 from ._paths import CONFIGS, TINY_DEMO_OPTS
 

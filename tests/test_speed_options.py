@@ -5,9 +5,9 @@ import torch
 from detectron2.layers import Conv2d, FrozenBatchNorm2d
 from detectron2.modeling import build_model
 
-from resnext_det.engine import build_config
 from resnext_det.modeling import ResNeXtSpec, build_resnext, fuse_frozen_batchnorm
 from resnext_det.modeling.speed import CHANNELS_LAST_MIN_SIDE, to_memory_format
+from resnext_det.reproduction.engine import build_config
 
 from ._models import randomize_norms
 from ._paths import CONFIGS

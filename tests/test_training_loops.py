@@ -11,11 +11,11 @@ import time
 import torch
 from detectron2.config import LazyConfig
 
-from resnext_det.engine import Trainer, build_config
-from resnext_det.engine.lazy_train import LazyTrainer, apply_overrides
-from resnext_det.pretrain import Pretrainer
-from resnext_det.training.hooks import FiniteWeightsCheckpointer
-from resnext_det.training.loop import TrainingLoop
+from resnext_det.reproduction.engine import Trainer, build_config
+from resnext_det.reproduction.engine.lazy_train import LazyTrainer, apply_overrides
+from resnext_det.reproduction.pretrain import Pretrainer
+from resnext_det.reproduction.training.hooks import FiniteWeightsCheckpointer
+from resnext_det.reproduction.training.loop import TrainingLoop
 
 from ._paths import CONFIGS, DEMO_CONFIG, REPO, TINY_DEMO_OPTS
 from ._tools import assert_one_line_error, run_cli

@@ -39,11 +39,11 @@ from resnext_det.checkpoint.conventions import (
 from resnext_det.checkpoint.download import MIRROR_ENV, TIMEOUT_ENV, cache_path, fetch
 from resnext_det.checkpoint.fit import check_weights_fit
 from resnext_det.checkpoint.rename import IMAGENET_RGB
-from resnext_det.engine import build_config
-from resnext_det.engine.trainer import check_can_train
 from resnext_det.modeling import ResNeXtSpec, build_resnext_classifier
 from resnext_det.modeling.backbone import build_resnext_backbone
-from resnext_det.pretrain import Pretrainer, build_pretrain_config
+from resnext_det.reproduction.engine import build_config
+from resnext_det.reproduction.engine.trainer import check_can_train
+from resnext_det.reproduction.pretrain import Pretrainer, build_pretrain_config
 from resnext_det.utils.errors import ConfigError, WeightsError
 
 from ._paths import CONFIGS, DEMO_CONFIG, REPO

@@ -2,7 +2,7 @@
 
 import pytest
 
-from resnext_det.analysis.zoo_parity import (
+from resnext_det.reproduction.analysis.zoo_parity import (
     VARIANTS,
     compare_zoo_config,
     parity_table,

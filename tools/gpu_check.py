@@ -14,14 +14,11 @@ about 8 minutes on one H100/H200:
    at 224 px, float32 and bfloat16 autocast): the ratio (target <= 1.15) and images/s.
 
 Results go to ``<output>/gpu_check.json`` and ``<output>/gpu_check.md`` (for
-docs/benchmarks.md).
+docs/results/benchmarks.md).
 """
 
-from resnext_det.utils.cli import set_tool_policy
-
-set_tool_policy()  # first: Detectron2 warns about its own code when imported
-
-# isort: split
+# First: importing resnext_det imports Detectron2 with its own import-time warnings quieted.
+import resnext_det  # noqa: F401  isort: skip
 import argparse
 import json
 import subprocess
@@ -31,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from resnext_det.analysis.machine import machine_description
+from resnext_det.reproduction.analysis.machine import machine_description
 from resnext_det.utils.cli import run_tool
 from resnext_det.utils.errors import UserError
 
@@ -57,9 +54,9 @@ def run_cuda_tests(output: Path) -> dict:
 
 
 def train_demo_on_gpu(output: Path, iterations: int) -> dict:
-    from resnext_det.data import prepare_demo_dataset
-    from resnext_det.engine import Trainer, build_config, register_all
     from resnext_det.model_zoo import get_config_file
+    from resnext_det.reproduction.data import prepare_demo_dataset
+    from resnext_det.reproduction.engine import Trainer, build_config, register_all
 
     root = str(output / "datasets")
     prepare_demo_dataset(root)
@@ -180,7 +177,7 @@ def main() -> int:
     if not torch.cuda.is_available():
         raise NoGPU(
             "make gpu-check needs a CUDA GPU, and torch.cuda.is_available() is False on this "
-            "machine; expected a machine with an NVIDIA GPU (see docs/benchmarks.md)"
+            "machine; expected a machine with an NVIDIA GPU (see docs/results/benchmarks.md)"
         )
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)

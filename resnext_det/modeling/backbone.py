@@ -5,7 +5,7 @@ Each reads the config exactly as its Detectron2 counterpart (``build_resnet_back
 Detectron2 config with only ``MODEL.BACKBONE.NAME`` switched describes the same network,
 with the same parameter names and shapes. Builders build: the heads' inputs are checked
 by the heads (the C4 head) and by the up-front checks of a run
-(:func:`resnext_det.engine.validate.check_head_inputs`).
+(:func:`resnext_det.reproduction.engine.validate.check_head_inputs`).
 """
 
 from detectron2.layers import ShapeSpec

@@ -5,7 +5,7 @@ the demo's training step (2 cores) its backward took 16% of the step, more than 
 backbone's forward. RoIAlign is linear in its input: each output bin is a fixed weighted
 sum of input pixels (bilinear weights of its sampling points), so with the RoIs known it
 is a sparse matrix ``M`` (bins x pixels): the forward is ``M @ x``, the backward
-``M.T @ grad``, both multi-threaded sparse products. ``docs/speed.md`` has the
+``M.T @ grad``, both multi-threaded sparse products. ``docs/design/speed.md`` has the
 measurements. Exact up to float summation order (tested against torchvision, values and
 gradients), fixed and adaptive sampling alike; used on CPU tensors, elsewhere (GPU, half
 precision, tracing and export) torchvision's kernel runs as before.

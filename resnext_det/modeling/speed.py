@@ -1,6 +1,6 @@
 """Speed without hidden state: the memory format by map size, and an explicit fuse step.
 
-Measured on 2-core AVX-512 and AVX2 CPUs (``docs/speed.md``):
+Measured on 2-core AVX-512 and AVX2 CPUs (``docs/design/speed.md``):
 
 - oneDNN runs convolutions on maps of 14 x 14 pixels and more 1.1-6x faster in
   channels_last, those on 7 x 7 maps (res5 of a 224 px image, the C4 head's RoIs) 1.2-3x

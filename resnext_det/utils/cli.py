@@ -1,10 +1,8 @@
 """How the command-line tools start and end: user errors in one line, bugs with their traceback.
 
-Every tool calls :func:`set_tool_policy` first, before Detectron2 is imported: the
-warnings and logging it sets are the tools' choice, so importing ``resnext_det`` as a
-library changes neither.
-
-Every tool's entry point runs under :func:`run_tool`. A :class:`~resnext_det.utils.errors.UserError`
+Every tool's entry point runs under :func:`run_tool`, which first sets the tools' warnings
+and logging (:func:`set_tool_policy`): they are the tools' choice, so importing
+``resnext_det`` as a library changes neither. A :class:`~resnext_det.utils.errors.UserError`
 is printed as ``error: <message>`` on stderr and ends the tool with its exit code (2; 3
 when training diverged), without a traceback; so does one raised in a worker process of
 a multi-process launch, which prints it itself (:func:`worker_errors`) and exits with
@@ -54,11 +52,12 @@ _TRAINING_LOOP_FILTER = _WithoutUserErrorTracebacks()
 
 
 def set_tool_policy() -> None:
-    """The tools' warnings and logging; call it before importing Detectron2.
+    """The tools' warnings and logging (set by :func:`run_tool` and :func:`worker_errors`).
 
     Two deprecations inside Detectron2's own code that torch reports on every run (it
-    scripts functions on import; its anchor generator calls meshgrid without indexing)
-    concern Detectron2, not the user, and would bury our messages; and a user error raised
+    scripts functions, which importing ``resnext_det`` quiets on import; its anchor
+    generator calls meshgrid without indexing) concern Detectron2, not the user, and would
+    bury our messages; and a user error raised
     in Detectron2's training loop is reported in one line, without the loop's traceback.
     Safe to call again.
     """
@@ -82,7 +81,9 @@ def report(error: UserError) -> None:
 
 
 def run_tool(main: Callable[[], Optional[int]]) -> None:
-    """Run a tool's ``main`` and exit: 0, its return code, or the code of a user error."""
+    """Run a tool's ``main`` under the tools' policy (:func:`set_tool_policy`) and exit: 0,
+    its return code, or the code of a user error."""
+    set_tool_policy()
     try:
         code = main()
     except UserError as e:
@@ -97,8 +98,10 @@ def run_tool(main: Callable[[], Optional[int]]) -> None:
 
 @contextmanager
 def worker_errors() -> Iterator[None]:
-    """In a worker of a multi-process launch: report a user error and exit with its code,
-    so that the launcher neither prints a traceback nor waits for the other workers."""
+    """In a worker of a multi-process launch: the tools' policy, and a user error reported
+    with its exit code, so that the launcher neither prints a traceback nor waits for the
+    other workers."""
+    set_tool_policy()
     try:
         yield
     except UserError as e:
