@@ -162,3 +162,22 @@ def test_training_frozen_random_layers_is_refused():
     check_can_train(cfg)  # pretrained weights: fine
     demo = build_config(str(CONFIGS / "demo" / "faster_rcnn_X14_32x4d_demo.yaml"))
     check_can_train(demo)  # from scratch with GN and nothing frozen: fine
+
+
+def test_every_rule_names_a_key_detectron2_has():
+    """The up-front rules name Detectron2's own keys; a release that renames one fails here,
+    not as a KeyError in a user's run."""
+    from resnext_det.reproduction.engine import validate
+    from resnext_det.utils.value_checks import lookup
+
+    cfg = add_resnext_config(get_cfg())
+    rules = [
+        *validate.SOLVER_RULES,
+        *validate.TRAIN_INPUT_RULES,
+        *validate.INPUT_RULES,
+        *(("SOLVER.CLIP_GRADIENTS." + k, None) for k in ("CLIP_TYPE", "CLIP_VALUE")),
+        *((key, None) for keys in validate.CLASS_COUNT_KEYS.values() for key in keys),
+    ]
+    assert len(rules) > 30
+    for key, _ in rules:
+        lookup(cfg, key)  # KeyError if Detectron2 no longer has it

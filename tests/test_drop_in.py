@@ -89,6 +89,23 @@ def test_lazy_config_survives_save_and_load_and_equals_its_yaml_twin(lazy_name, 
     assert poolers and all(type(m) is SparseROIAlign for m in poolers)
 
 
+def test_use_resnext_swaps_detectron2_s_own_c4_model_in_one_line():
+    from detectron2.model_zoo import get_config
+
+    from resnext_det.modeling import ResNeXt, ResNeXtRes5ROIHeads, use_resnext
+
+    lazy = get_config("common/models/mask_rcnn_c4.py").model  # masks on: both head widths
+    use_resnext(lazy, depth=14, num_groups=32, width_per_group=4)
+    model = instantiate(lazy)
+    assert type(model.backbone) is ResNeXt and type(model.roi_heads) is ResNeXtRes5ROIHeads
+    assert model.roi_heads.res5[0].conv2.weight.shape == (1024, 32, 3, 3)  # 32 groups of 32
+    assert model.roi_heads.box_predictor.cls_score.in_features == 2048
+    assert model.roi_heads.mask_head.deconv.in_channels == 2048
+    # Detectron2's conventions of that model stay: BGR, stride in the 1x1 conv.
+    assert model.backbone.res2[0].conv1.stride == (1, 1) and lazy.input_format == "BGR"
+    assert model.backbone.res3[0].conv1.stride == (2, 2)
+
+
 def test_lazy_stage_builder_is_a_resnext_not_detectron2s_32x2d():
     from detectron2.modeling.backbone import ResNet
 
@@ -211,6 +228,13 @@ def test_pip_install_outside_the_checkout_loads_builds_trains_and_evaluates(demo
         [site / "bin" / "resnext-convert-weights", "--help"], tmp_path, {"PYTHONPATH": str(site)}
     )
     assert command.returncode == 0 and "Convert ResNeXt weights" in command.stdout, command.stderr
+    refused = _run(
+        [site / "bin" / "resnext-convert-weights", tmp_path / "missing.pth", tmp_path / "out.pth"],
+        tmp_path,
+        {"PYTHONPATH": str(site)},
+    )
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines()[-1].startswith("error: "), refused.stderr
 
     project = tmp_path / "my_project"
     project.mkdir()
