@@ -449,3 +449,15 @@ def test_sigterm_to_the_launcher_ends_every_worker_and_keeps_the_checkpoint(demo
     checkpoint = out / (out / "last_checkpoint").read_text()
     assert torch.load(checkpoint, weights_only=True)["iteration"] >= 0
     assert not list(out.glob("*.partial"))
+
+
+def test_predicting_and_exporting_refuse_anchors_of_no_size(tmp_path):
+    """As train_net does: an anchor of size 0 would give no detection, silently."""
+    bad = ["MODEL.ANCHOR_GENERATOR.SIZES", "[[0], [32], [64], [128], [256]]"]
+    for tool, flags in [
+        ("tools/demo.py", ["--input", tmp_path, "--output", tmp_path / "out"]),
+        ("tools/export_model.py", ["--output", tmp_path / "export"]),
+    ]:
+        run = run_cli(tool, "--config-file", DEMO_CONFIG, *flags, *bad, "MODEL.WEIGHTS", "x.pth")
+        assert_one_line_error(run, r"MODEL\.ANCHOR_GENERATOR\.SIZES=")
+        assert not (tmp_path / "out").exists() and not (tmp_path / "export").exists()

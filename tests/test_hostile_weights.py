@@ -429,3 +429,15 @@ def test_predict_images_returns_the_skipped_images(detector, tmp_path):
     result = predict_images(cfg, [tmp_path / "bad.jpg"], tmp_path / "out", 0.5)
     assert result.predicted == 0 and [p.name for p, _ in result.skipped] == ["bad.jpg"]
     assert json.loads(result.path.read_text()) == []
+
+
+def test_the_converter_refuses_a_basic_block_resnet_in_one_line(tmp_path):
+    """torchvision's ResNet-18 (two 3x3 convs a block) has no grouped conv: it was a
+    KeyError on res2.0.conv3."""
+    import torchvision
+
+    source = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), source)
+    run = run_cli("tools/convert_weights.py", source, tmp_path / "out.pth")
+    assert_one_line_error(run, r"the weights are a basic-block ResNet \(res2\.0 has no conv3")
+    assert not (tmp_path / "out.pth").exists()

@@ -122,6 +122,12 @@ def infer_spec(weights: Mapping[str, Any], stride_in_1x1: bool) -> ResNeXtSpec:
             f"the weights hold {tuple(blocks)} blocks in res2..res5, which is no depth of "
             f"the family; expected one of {sorted(depths)}"
         )
+    if "res2.0.conv3.weight" not in weights:  # two 3x3 convs a block: ResNet-18 or -34
+        raise WeightsError(
+            "the weights are a basic-block ResNet (res2.0 has no conv3: ResNet-18 or -34), "
+            "which has no grouped 3x3 conv to make a ResNeXt of; expected bottleneck blocks "
+            "(ResNet-50 and deeper, or a ResNeXt)"
+        )
     conv2 = weights["res2.0.conv2.weight"]
     width = int(conv2.shape[1])
     return ResNeXtSpec(

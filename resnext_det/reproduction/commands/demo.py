@@ -23,6 +23,7 @@ from detectron2.utils.logger import setup_logger
 
 from resnext_det.reproduction.engine import build_config, register_all
 from resnext_det.reproduction.engine.predictor import predict_images, skipped_error
+from resnext_det.reproduction.engine.validate import check_inputs
 from resnext_det.utils.cli import run_tool
 
 
@@ -40,6 +41,7 @@ def main() -> None:
     setup_logger(name="resnext_det")
     register_all()
     cfg = build_config(args.config_file, args.opts)
+    check_inputs(cfg, training=False)  # what evaluation's numbers need, anchors included
     predictions = predict_images(cfg, args.input, args.output, args.confidence_threshold)
     path = predictions.path
     print(f"detections in {path}; drawn images in {path.parent}")

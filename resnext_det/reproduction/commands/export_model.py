@@ -34,6 +34,7 @@ from resnext_det.reproduction.deploy import (
     sample_images,
 )
 from resnext_det.reproduction.engine import build_config, register_all
+from resnext_det.reproduction.engine.validate import check_inputs
 from resnext_det.utils.atomic_io import check_output_dir
 from resnext_det.utils.cli import run_tool
 
@@ -53,6 +54,7 @@ def main() -> int:
     setup_logger(name="resnext_det")
     register_all()
     cfg = build_config(args.config_file, ["MODEL.DEVICE", "cpu", *args.opts])
+    check_inputs(cfg, training=False)  # what evaluation's numbers need, anchors included
     check_output_dir(args.output, "--output")
     model = build_model(cfg).eval()
     weights = starting_weights(
