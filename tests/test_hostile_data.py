@@ -770,3 +770,33 @@ def _edit_json(path: Path, change) -> None:
 @pytest.fixture(autouse=True)
 def _quiet_sanitize_warnings(caplog):
     caplog.set_level("ERROR", logger="resnext_det.reproduction.data.sanitize")
+
+
+def test_training_drops_images_with_too_few_keypoints_as_detectron2_s_loader(demo_root):
+    """Detectron2's get_detection_dataset_dicts filters them (MIN_KEYPOINTS_PER_IMAGE);
+    the loader that replaced it must too."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from resnext_det.reproduction.engine import build_config
+    from resnext_det.reproduction.engine.trainer import load_dataset_dicts
+
+    def records():
+        base = {"height": 400, "width": 400, "file_name": "x.png"}
+        box = {"bbox": [10, 10, 50, 50], "bbox_mode": 0, "category_id": 0}
+        visible = [20, 20, 2] * 17
+        hidden = [0, 0, 0] * 17
+        return [
+            {**base, "image_id": 1, "annotations": [{**box, "keypoints": visible}]},
+            {**base, "image_id": 2, "annotations": [{**box, "keypoints": hidden}]},
+        ]
+
+    DatasetCatalog.register("keypoint_faults_train", records)
+    MetadataCatalog.get("keypoint_faults_train").thing_classes = ["person"]
+    try:
+        cfg = build_config(str(DEMO_CONFIG), ["MODEL.KEYPOINT_ON", "True"])
+        kept = load_dataset_dicts(cfg, ["keypoint_faults_train"], is_train=True)
+        assert [r["image_id"] for r in kept] == [1]
+        assert len(load_dataset_dicts(cfg, ["keypoint_faults_train"], is_train=False)) == 2
+    finally:
+        DatasetCatalog.remove("keypoint_faults_train")
+        MetadataCatalog.remove("keypoint_faults_train")

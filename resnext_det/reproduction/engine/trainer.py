@@ -8,7 +8,10 @@ from typing import Optional
 
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
-from detectron2.data.build import filter_images_with_only_crowd_annotations
+from detectron2.data.build import (
+    filter_images_with_few_keypoints,
+    filter_images_with_only_crowd_annotations,
+)
 from detectron2.engine import DefaultTrainer, TrainerBase, hooks
 from detectron2.utils import comm
 
@@ -162,6 +165,9 @@ def load_dataset_dicts(
     check_same_classes(names)  # as Detectron2's loader does, once they are loaded
     if is_train and cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
         dicts = filter_images_with_only_crowd_annotations(dicts)
+    min_keypoints = cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE
+    if is_train and cfg.MODEL.KEYPOINT_ON and min_keypoints > 0:  # as Detectron2's loader
+        dicts = filter_images_with_few_keypoints(dicts, min_keypoints)
     if not dicts:
         raise DataError(f"datasets {tuple(names)} hold no usable image; expected some")
     return dicts
