@@ -144,12 +144,18 @@ LAZY_TINY = [
 ]  # fmt: skip
 
 
-def test_lazyconfig_train_net_trains_and_evaluates(demo_root, tmp_path):
+def test_lazyconfig_train_net_trains_and_evaluates_your_coco_json(demo_root, tmp_path):
+    data = demo_root / "demo_trees"
     run = _run(
         [sys.executable, "tools/lazyconfig_train_net.py", "--config-file",
-         str(CONFIGS / "faster_rcnn_X50_32x4d_FPN.py"), *LAZY_TINY,
-         f"train.output_dir={tmp_path}"],
-        cwd=REPO, env={"DETECTRON2_DATASETS": str(demo_root)},
+         str(CONFIGS / "faster_rcnn_X50_32x4d_FPN.py"),
+         "--coco-dataset", "mine", str(data / "annotations" / "instances_train.json"),
+         str(data / "train"),
+         "--coco-dataset", "mine_val", str(data / "annotations" / "instances_val.json"),
+         str(data / "val"),
+         *LAZY_TINY, "dataloader.train.dataset.names=mine",
+         "dataloader.test.dataset.names=mine_val", f"train.output_dir={tmp_path}"],
+        cwd=REPO, env={"DETECTRON2_DATASETS": str(tmp_path / "no_datasets_here")},
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     assert (tmp_path / "model_final.pth").is_file()

@@ -235,7 +235,6 @@ def test_group_norm_runs_where_it_is_accurate():
 SHIPPED = [
     CONFIGS / "faster_rcnn_X50_32x4d.yaml",
     CONFIGS / "faster_rcnn_X50_32x4d_FPN.yaml",
-    CONFIGS / "mask_rcnn_X101_32x8d_FPN.yaml",
     CONFIGS / "appendix_b" / "X50_32x4d_fast_rcnn.yaml",
     DEMO_CONFIG,
 ]

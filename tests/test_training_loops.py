@@ -110,24 +110,6 @@ def test_lazyconfig_refuses_frozen_layers_from_random_weights(demo_root, tmp_pat
     )
 
 
-def test_lazyconfig_takes_your_coco_json(demo_root, tmp_path):
-    data = demo_root / "demo_trees"
-    coco = [
-        "--coco-dataset", "mine", str(data / "annotations" / "instances_train.json"),
-        str(data / "train"),
-        "--coco-dataset", "mine_val", str(data / "annotations" / "instances_val.json"),
-        str(data / "val"),
-    ]  # fmt: skip
-    run = subprocess.run(
-        _lazy("dataloader.train.dataset.names=mine", "dataloader.test.dataset.names=mine_val",
-              out=tmp_path / "run", flags=coco),
-        cwd=REPO, env={**os.environ, "DETECTRON2_DATASETS": str(tmp_path / "nothing_here")},
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert (tmp_path / "run" / "model_final.pth").is_file()
-
-
 def test_appendix_b_stops_on_a_nan_loss(demo_root, tmp_path):
     out = tmp_path / "recipe"
     run = subprocess.run(
