@@ -67,25 +67,27 @@ def _records(out, key):
 
 
 def test_a_few_iterations_lower_the_loss(image_folder, tmp_path):
-    _, result = _train(_cfg(image_folder, tmp_path, "SOLVER.MAX_ITER", "18"))
+    # 30 steps: at 18 the error was still at chance on an AVX2 CPU with one thread (the same
+    # seed takes another path there); by 30 it is 8-25% on AVX2 and AVX-512 alike.
+    _, result = _train(_cfg(image_folder, tmp_path, "SOLVER.MAX_ITER", "30"))
     losses = [r["total_loss"] for r in _records(tmp_path, "total_loss")]
-    assert len(losses) == 18
-    assert sum(losses[-6:]) < sum(losses[:6]), losses
+    assert len(losses) == 30
+    assert sum(losses[-10:]) < sum(losses[:10]), losses
     # 3 balanced classes: chance is 66.7% top-1 error; the model did better.
     assert result["images"] == 12 and result["top1_err"] < 66.0
     evaluations = _records(tmp_path, "top1_err")
-    assert [r["epoch"] for r in evaluations] == [1, 2, 3, 4, 5, 6]  # every epoch (3 iterations)
+    assert [r["epoch"] for r in evaluations] == list(range(1, 11))  # every epoch (3 iterations)
     saved = torch.load(tmp_path / "model_final.pth", weights_only=True)
-    assert saved["iteration"] == 18
+    assert saved["iteration"] == 30
     # Detectron2's metrics.json, as its JSONWriter writes it for detection: one object per
     # line with sorted keys, its 0-based iteration, the losses, lr and timings; the
     # evaluations in the record of the step they follow.
     lines = (tmp_path / "metrics.json").read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert lines == [json.dumps(r, sort_keys=True) for r in records]
-    assert [r["iteration"] for r in records] == list(range(18))
+    assert [r["iteration"] for r in records] == list(range(30))
     assert {"total_loss", "lr", "data_time", "epoch"} <= set(records[-1])
-    assert [r["iteration"] for r in evaluations] == [2, 5, 8, 11, 14, 17]
+    assert [r["iteration"] for r in evaluations] == list(range(2, 30, 3))
     assert saved["resnext_det"]["input"]["format"] == "RGB"
     assert not list(tmp_path.glob("model_00*.pth"))  # model_final supersedes them
 
