@@ -114,6 +114,13 @@ def test_resume_continues_from_the_same_step(image_folder, tmp_path):
     assert [r["iteration"] for r in _records(tmp_path / "resumed", "top1_err")] == [2, 3, 5]
     for name, value in straight.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[name], value, rtol=0, atol=0)
+    # Resumed with a shorter run than the checkpoint's, it would train nothing (Detectron2's
+    # loop says nothing then): refused, and the records of the run are kept.
+    metrics = (tmp_path / "resumed" / "metrics.json").read_bytes()
+    shorter = Pretrainer(_cfg(image_folder, tmp_path / "resumed", "SOLVER.MAX_ITER", "5"))
+    with pytest.raises(ConfigError, match=r"the run ends at iteration 5 \(SOLVER\.EPOCHS=100, SOLVER\.MAX_ITER=5\) but the last checkpoint .*model_final\.pth was saved after iteration 6, so resuming would train nothing; expected a run of at least 6 iterations"):  # noqa: E501
+        shorter.resume_or_load(resume=True)
+    assert (tmp_path / "resumed" / "metrics.json").read_bytes() == metrics
 
 
 # GroupNorm, so that per-process batch statistics play no part.

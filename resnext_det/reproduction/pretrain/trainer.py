@@ -404,6 +404,15 @@ class Pretrainer(TrainingLoop):
                     f"SOLVER.REFERENCE_WORLD_SIZE 0 SOLVER.IMS_PER_BATCH {saved_batch})"
                 )
             self.start_iter = int(extra["iteration"])  # completed: the next step's index
+            if self.start_iter > self.max_iter:  # at it: complete, so it evaluates only
+                solver = self.cfg.SOLVER
+                raise ConfigError(
+                    f"the run ends at iteration {self.max_iter} (SOLVER.EPOCHS={solver.EPOCHS}, "
+                    f"SOLVER.MAX_ITER={solver.MAX_ITER}) but the last checkpoint {path} was saved "
+                    f"after iteration {self.start_iter}, so resuming would train nothing; "
+                    f"expected a run of at least {self.start_iter} iterations to go on from it "
+                    "(or a new OUTPUT_DIR, without --resume)"
+                )
             if comm.is_main_process():
                 drop_records_after(self.metrics_path, self.start_iter)
             logger.info(f"resumed from {path} at iteration {self.start_iter}")
